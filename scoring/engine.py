@@ -14,7 +14,7 @@ from enum import StrEnum
 from scoring import cadence
 from scoring.collusion import InteractionGraph
 from scoring.policy import DAY_SECONDS, PRESENCE, ActionRule, Policy
-from scoring.records import MemberScore, ScoreChange
+from scoring.records import MemberScore, ScoreChange, rfc3339
 from scoring.scores import NDIM, explain, presence_sides, score_at
 from scoring.state import ACTOR, TARGET, DayBucket, MemberKey, MemberState
 from scoring.tiers import crossing_time, next_tier
@@ -58,7 +58,7 @@ class Engine:
     ) -> None:
         self.policy = policy
         self.states: MutableMapping[MemberKey, MemberState] = {} if states is None else states
-        self.graph = InteractionGraph() if graph is None else graph
+        self.graph = InteractionGraph(policy.spec.collusion) if graph is None else graph
         self._salt = salt
         spec = policy.spec
         self._late = spec.late_days
@@ -72,6 +72,7 @@ class Engine:
         self._caps = policy.caps
         self._rates = policy.rates
         self._max_rate = policy.max_rate
+        self._collusion_flagged: set[MemberKey] = set()
 
     # -- applying events -------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ class Engine:
             member=key[1],
             seq=state.seq + 1,
             cause=cause,
-            time=t,
+            time=rfc3339(t),
             old_score=state.emitted_score,
             new_score=score,
             old_tier=policy.tier_names[state.tier],
@@ -302,19 +303,24 @@ class Engine:
         level = policy.tier_floors[state.tier] * policy.spec.hysteresis
         return crossing_time(lambda x: score_at(policy, state, x), level, after)
 
-    def refresh_collusion(self) -> int:
-        """Re-read collusion verdicts from the interaction graph; returns members flagged."""
-        flagged = 0
-        spec = self.policy.spec.collusion
-        for key in self.graph.receivers():
+    @property
+    def collusion_flagged(self) -> set[MemberKey]:
+        return set(self._collusion_flagged)
+
+    def refresh_collusion(self) -> set[MemberKey]:
+        """Re-read collusion verdicts from the interaction graph; returns the members flagged."""
+        flagged = set()
+        for key in sorted(set(self.graph.candidates()) | self._collusion_flagged):
             state = self.states.get(key)
             if state is None:
                 continue
-            verdict = self.graph.verdict(key, spec)
-            flagged += verdict is not None
+            verdict = self.graph.verdict(key)
+            if verdict is not None:
+                flagged.add(key)
             if verdict != state.collusion:
                 state.collusion = verdict
                 self.states[key] = state
+        self._collusion_flagged = flagged
         return flagged
 
 

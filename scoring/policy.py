@@ -87,6 +87,7 @@ class PolicySpec(_Strict, forbid_unknown_fields=True, frozen=True):
     change_threshold: Positive = 2.0
     hysteresis: Fraction = 0.9
     external_amplification: NonNegative = 0.1
+    combine_power: Annotated[float, msgspec.Meta(ge=1, le=8)] = 2.0
     landmark_rebase_exponent: Annotated[float, msgspec.Meta(ge=10, le=700)] = 500.0
     presence: PresenceSpec = PresenceSpec()
     automation: AutomationSpec = AutomationSpec()

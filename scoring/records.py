@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
 class ScoreChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -16,7 +22,7 @@ class ScoreChange(msgspec.Struct, frozen=True, kw_only=True):
     member: str
     seq: int
     cause: str
-    time: float
+    time: str  # RFC 3339, UTC
     old_score: float
     new_score: float
     old_tier: str
@@ -39,12 +45,13 @@ class MemberScore(msgspec.Struct, frozen=True, kw_only=True):
     """A member's score at `as_of` with its explanation.
 
     `masses` and `landmark` let a consumer compute the score at any later time t without new
-    events: dimension value = masses[dim] * 2 ** (-(t - landmark) / half_life[dim]).
+    events: dimension value = masses[dim] * 2 ** (-(t - landmark) / half_life_seconds[dim]),
+    with t and landmark in epoch seconds.
     """
 
     community: str
     member: str
-    as_of: float
+    as_of: str  # RFC 3339, UTC
     score: float
     tier: str
     dimensions: dict[str, float]
@@ -52,5 +59,5 @@ class MemberScore(msgspec.Struct, frozen=True, kw_only=True):
     top_actions: list[ActionContribution]
     caps_hit: dict[str, int]
     damping: list[Damping]
-    landmark: float
+    landmark: float  # epoch seconds
     masses: dict[str, float]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from scoring.policy import DIMENSIONS, EXTERNAL, Policy
-from scoring.records import ActionContribution, Damping, MemberScore
+from scoring.records import ActionContribution, Damping, MemberScore, rfc3339
 from scoring.state import MemberKey, MemberState
 from scoring.tiers import next_tier
 
@@ -19,19 +19,27 @@ def presence_sides(policy: Policy) -> tuple[int, int]:
     return base, base + 2
 
 
-def _factors(policy: Policy, state: MemberState) -> tuple[float, float]:
-    """Multipliers for the member's own credit and for credit received from others."""
+def side_factors(policy: Policy, state: MemberState) -> list[float]:
+    """Credit multiplier per side: automation damps everything, collusion every interaction."""
     own = policy.spec.automation.damping if state.automation else 1.0
-    received = own * (policy.spec.collusion.damping if state.collusion else 1.0)
-    return own, received
+    group = policy.spec.collusion.damping if state.collusion else 1.0
+    factors = []
+    for rule in policy.rule_list:
+        interaction = own * group if rule.target else own
+        factors += [interaction, interaction]
+    return factors + [own, own, own]
 
 
 def damped_masses(policy: Policy, state: MemberState) -> list[float]:
     """Per-dimension forward-decay masses after damping (against `state.landmark`)."""
-    own, received = _factors(policy, state)
     totals = [0.0] * NDIM
+    if not (state.automation or state.collusion):
+        for key, mass in state.masses.items():
+            totals[key % NDIM] += mass
+        return totals
+    factors = side_factors(policy, state)
     for key, mass in state.masses.items():
-        totals[key % NDIM] += mass * (received if (key // NDIM) & 1 else own)
+        totals[key % NDIM] += mass * factors[key // NDIM]
     return totals
 
 
@@ -42,13 +50,18 @@ def values_at(policy: Policy, state: MemberState, t: float) -> list[float]:
 
 
 def overall(policy: Policy, values: list[float]) -> float:
-    """Weighted saturating combination, 0-100; external activity only amplifies."""
+    """0-100: a weighted power mean of saturated dimensions; external activity only amplifies.
+
+    A power above 1 lets excellence in one dimension (an organiser's offline work, a helper's
+    answers) count for more than a thin spread over all of them.
+    """
+    p = policy.spec.combine_power
     total = weight = 0.0
     for d, (v, s, w) in enumerate(zip(values, policy.scales, policy.weights, strict=True)):
         if d != EXTERNAL:
-            total += w * (1.0 - math.exp(-v / s))
+            total += w * (1.0 - math.exp(-v / s)) ** p
             weight += w
-    inside = total / weight if weight else 0.0
+    inside = (total / weight) ** (1.0 / p) if weight else 0.0
     boost = 1.0 + policy.spec.external_amplification * (
         1.0 - math.exp(-values[EXTERNAL] / policy.scales[EXTERNAL])
     )
@@ -60,13 +73,13 @@ def score_at(policy: Policy, state: MemberState, t: float) -> float:
 
 
 def _top_actions(policy: Policy, state: MemberState, t: float) -> list[ActionContribution]:
-    own, received = _factors(policy, state)
+    factors = side_factors(policy, state)
     dt = t - state.landmark
     by_side: dict[int, float] = {}
     for key, mass in state.masses.items():
         side, dim = divmod(key, NDIM)
-        factor = received if side & 1 else own
-        by_side[side] = by_side.get(side, 0.0) + mass * factor * math.exp(-policy.rates[dim] * dt)
+        decayed = mass * factors[side] * math.exp(-policy.rates[dim] * dt)
+        by_side[side] = by_side.get(side, 0.0) + decayed
     first_presence = presence_sides(policy)[0]
     out = []
     for side, value in by_side.items():
@@ -97,7 +110,8 @@ def _damping(policy: Policy, state: MemberState) -> list[Damping]:
                 "collusion_suspected",
                 policy.spec.collusion.damping,
                 f"received credit comes from {size} members who keep "
-                f"{insularity:.0%} of their interactions inside that group",
+                f"{insularity:.0%} of their interactions inside that group; "
+                "interaction credit damped",
             )
         )
     return out
@@ -117,7 +131,7 @@ def explain(
     return MemberScore(
         community=key[0],
         member=key[1],
-        as_of=t,
+        as_of=rfc3339(t),
         score=score,
         tier=policy.tier_names[tier],
         dimensions={name: values[d] for d, name in enumerate(DIMENSIONS)},

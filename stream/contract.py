@@ -33,7 +33,7 @@ class ActivityEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     type: ActionType
     community: Community
     actor: MemberId
-    time: datetime
+    time: Annotated[datetime, msgspec.Meta(tz=True)]
     target: MemberId | None = None
     source: Source | None = None
     attrs: dict[str, Any] | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import accumulate
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -80,9 +80,7 @@ class _Habits:
 _HABITS: Mapping[Archetype, _Habits] = MappingProxyType(
     {
         Archetype.HELPER: _Habits(0.85, 1.5, ask=0.05, reactions=1.0, comment=0.2),
-        Archetype.ORGANISER: _Habits(
-            0.55, 0.5, ask=0.1, reactions=1.5, reply=0.1, comment=0.2
-        ),
+        Archetype.ORGANISER: _Habits(0.55, 0.5, ask=0.1, reactions=1.5, reply=0.1, comment=0.2),
         Archetype.REGULAR: _Habits(0.8, 0.8, ask=0.3, reactions=2.0, reply=0.3, comment=0.25),
         Archetype.SUGGESTER: _Habits(
             0.5, 0.5, ask=0.15, suggest=0.4, reactions=1.0, reply=0.1, comment=0.1
@@ -289,9 +287,8 @@ class _Simulation:
         self.noise.sort(key=_post_time)
 
     def _help(self) -> None:
-        helpers = {Archetype.HELPER}
         for session in self.sessions:
-            if session.archetype in helpers:
+            if session.archetype is Archetype.HELPER:
                 self._answer_open_questions(session)
 
     def _answer_open_questions(self, session: _Session) -> None:
@@ -341,9 +338,9 @@ class _Simulation:
 
     def _reaction_target(self, now: float, member: str) -> _Post | None:
         roll = self.rng.random()
-        if roll < 0.02:  # prolific output almost never earns a reaction
+        if roll < 0.01:  # prolific output almost never earns a reaction
             return self._pick_recent(self.noise, now, DAY, member)
-        if roll < 0.3:
+        if roll < 0.12:
             return self._pick_recent(self.suggestions, now, 7 * DAY, member)
         return self._pick_recent(self.content, now, 3 * DAY, member)
 
@@ -385,10 +382,9 @@ class _Simulation:
             if todays and self.rng.random() < 0.3:
                 post = self.rng.choice(todays)
                 when = post.time + self.rng.expovariate(1 / (2 * HOUR))
-                self._emit(
-                    when, "content.removed", self.rng.choice(organisers), post.author,
-                    attrs={"reason": "spam"},
-                )
+                moderator = self.rng.choice(organisers)
+                spam = {"reason": "spam"}
+                self._emit(when, "content.removed", moderator, post.author, attrs=spam)
 
     # Offline life.
 
@@ -411,9 +407,7 @@ class _Simulation:
 
     def _hold_event(self, organiser: str, key: str, day: int, guests: list[str]) -> None:
         start = day * DAY + 18.5 * HOUR + self.rng.uniform(-30, 30) * MINUTE
-        announcement = self._publish(start - self.rng.uniform(3, 6) * DAY, organiser, self.content)
-        if announcement is None and start < 0:
-            return
+        self._publish(start - self.rng.uniform(3, 6) * DAY, organiser, self.content)
         others = [guest for guest in guests if guest != organiser]
         attendees = self.rng.sample(others, min(len(others), self.rng.randint(8, 20)))
         organized = {"attendees": len(attendees), "event": key}
@@ -495,7 +489,9 @@ def generate_community(
     origin = _utc_start(start)
     if days < 1:
         raise ValueError("days must be at least 1")
-    simulation = _Simulation(random.Random(seed), days, DEFAULT_COUNTS if counts is None else counts)
+    simulation = _Simulation(
+        random.Random(seed), days, DEFAULT_COUNTS if counts is None else counts
+    )
     drafts = simulation.run()
     return [
         _to_event(draft, f"{community}-{index:07d}", community, origin)

@@ -1,0 +1,1 @@
+"""Importers that turn other platforms' data exports into v1 activity events."""
