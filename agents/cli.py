@@ -59,8 +59,8 @@ def replay(
     top: int,
 ) -> None:
     """Score a JSONL file of v1 events and write one JSON line per member."""
-    from agents.report import leaderboard, print_tables
     from agents.replay import replay_file, write_scores
+    from agents.report import leaderboard, print_tables
 
     result = replay_file(
         events, _policy(policy), as_of=_parse_time(as_of), dead_letters=dead_letters

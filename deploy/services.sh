@@ -39,7 +39,7 @@ apt_install() {
 # A distro package may start its own instance on our port (its postinst does when no policy-rc.d blocks it).
 claim_port() { # port [init.d service]
   port_open "$1" || return 0
-  if [[ -n ${2-} && -x /etc/init.d/$2 ]]; then
+  if [[ -n ${2-} && -x /etc/init.d/$2 ]] && service "$2" status >/dev/null 2>&1; then
     log "port $1 is taken, stopping system service $2"
     service "$2" stop >&2 || true
     for _ in {1..20}; do port_open "$1" || return 0; sleep 0.5; done
@@ -52,6 +52,8 @@ claim_port() { # port [init.d service]
 spawn() {
   local name=$1; shift
   rm -f "$RUN/$name.pid"
+  echo "${PORT[$name]}" >"$RUN/$name.port"
+  # shellcheck disable=SC2016  # $$ and $@ are for the inner shell
   setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$RUN/$name.pid" "$@" \
     >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
 }
@@ -66,7 +68,7 @@ wait_ready() {
     pid=$(cat "$RUN/$name.pid" 2>/dev/null || true)
     if [[ -n $pid ]] && ! alive "$pid"; then
       log "$name exited during startup; last lines of $LOGS/$name.log:"
-      tail -n 50 "$LOGS/$name.log" >&2; rm -f "$RUN/$name.pid"; exit 1
+      tail -n 50 "$LOGS/$name.log" >&2; rm -f "$RUN/$name.pid" "$RUN/$name.port"; exit 1
     fi
     if (( SECONDS >= deadline )); then
       log "$name not ready after ${TIMEOUT[$name]}s; last lines of $LOGS/$name.log:"
@@ -145,6 +147,8 @@ EOF
 up_one() {
   local name=$1 pid t0=$SECONDS
   if pid=$(our_pid "$name"); then
+    local port; port=$(cat "$RUN/$name.port" 2>/dev/null || echo "${PORT[$name]}")
+    [[ $port == "${PORT[$name]}" ]] || die "$name is already running on port $port (pid $pid); run 'down $name' first"
     wait_ready "$name"   # it may have been started a moment ago by another caller
     log "$name already running (pid $pid, 127.0.0.1:${PORT[$name]})"
     return
@@ -165,12 +169,13 @@ down_one() {
   else
     log "$name not running"
   fi
-  rm -f "$RUN/$name.pid"
+  rm -f "$RUN/$name.pid" "$RUN/$name.port"
 }
 
 status_one() {
   local name=$1 pid
   if pid=$(our_pid "$name"); then
+    PORT[$name]=$(cat "$RUN/$name.port" 2>/dev/null || echo "${PORT[$name]}")
     if "${name}_ready"; then echo "$name: up (pid $pid, 127.0.0.1:${PORT[$name]})"; return 0; fi
     echo "$name: starting or unhealthy (pid $pid)"
   else
