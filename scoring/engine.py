@@ -6,10 +6,11 @@ table in the service), so both runners drive the same code and give the same num
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import MutableMapping
 from enum import StrEnum
+
+import xxhash
 
 from scoring import cadence
 from scoring.collusion import InteractionGraph
@@ -30,10 +31,9 @@ class Outcome(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
 
 
-def stable_hash(text: str, salt: bytes = b"") -> int:
+def stable_hash(text: str, seed: int = 0) -> int:
     """A 64-bit hash that is the same in every process (Python's str hash is not)."""
-    digest = hashlib.blake2b(text.encode(), digest_size=8, key=salt).digest()
-    return int.from_bytes(digest, "little")
+    return xxhash.xxh3_64_intdigest(text.encode(), seed)
 
 
 def week_of(day: int) -> int:
@@ -54,12 +54,12 @@ class Engine:
         states: MutableMapping[MemberKey, MemberState] | None = None,
         *,
         graph: InteractionGraph | None = None,
-        salt: bytes = b"",
+        salt: int = 0,
     ) -> None:
         self.policy = policy
         self.states: MutableMapping[MemberKey, MemberState] = {} if states is None else states
         self.graph = InteractionGraph(policy.spec.collusion) if graph is None else graph
-        self._salt = salt
+        self._seed = salt
         spec = policy.spec
         self._late = spec.late_days
         self._presence_day, self._presence_week = presence_sides(policy)
@@ -73,6 +73,7 @@ class Engine:
         self._rates = policy.rates
         self._max_rate = policy.max_rate
         self._collusion_flagged: set[MemberKey] = set()
+        self._open_days: dict[int, set[MemberKey]] = {}  # day -> members with that day open
 
     # -- applying events -------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Engine:
             return Outcome.UNKNOWN_TYPE
         if target == actor:
             return Outcome.SELF_INTERACTION
-        id_hash = stable_hash(event_id, self._salt)
+        id_hash = stable_hash(event_id, self._seed)
         outcome = self.apply_side((community, actor), rule, ACTOR, t, id_hash, target)
         if outcome is Outcome.APPLIED and target is not None and rule.target:
             self.apply_side((community, target), rule, TARGET, t, id_hash ^ 1, actor)
@@ -115,11 +116,12 @@ class Engine:
             state = MemberState(landmark=day * DAY_SECONDS)
         if day > state.newest_day:
             self._advance(state, day)
-        elif day < state.newest_day - self._late:
+        if day <= state.closed_day or day < state.newest_day - self._late:
             return Outcome.TOO_LATE
         bucket = state.buckets.get(day)
         if bucket is None:
             bucket = state.buckets[day] = DayBucket()
+            self._open_days.setdefault(day, set()).add(key)
         if id_hash in bucket.ids:
             return Outcome.DUPLICATE
         bucket.ids.add(id_hash)
@@ -130,7 +132,9 @@ class Engine:
         if counterpart is None:
             weight = 1.0
         else:
-            peer = hash((side, stable_hash(counterpart, self._salt)))
+            if bucket.peers is None:
+                bucket.peers = {}
+            peer = stable_hash(counterpart, self._seed + side)
             repeats = bucket.peers.get(peer, 0)
             bucket.peers[peer] = repeats + 1
             weight = 0.5**repeats
@@ -147,15 +151,37 @@ class Engine:
 
     def _advance(self, state: MemberState, day: int) -> None:
         state.newest_day = day
-        horizon = day - self._late
-        for closed in sorted(d for d in state.buckets if d < horizon):
-            self._close(state, state.buckets.pop(closed))
-        if state.weeks:
-            first_open_week = week_of(horizon)
-            state.weeks = {w for w in state.weeks if w >= first_open_week}
+        self._close_before(state, day - self._late)
         anchor = day * DAY_SECONDS
         if self._max_rate * (anchor - state.landmark) > self.policy.spec.landmark_rebase_exponent:
             self._rebase(state, anchor)
+
+    def _close_before(self, state: MemberState, horizon: int) -> None:
+        """Close the member's days before `horizon`: events for them are too late from now on."""
+        if horizon - 1 <= state.closed_day:
+            return
+        state.closed_day = horizon - 1
+        for day in sorted(d for d in state.buckets if d < horizon):
+            self._close(state, state.buckets.pop(day))
+        if state.weeks:
+            first_open_week = week_of(horizon)
+            state.weeks = tuple(w for w in state.weeks if w >= first_open_week)
+
+    def close_days_before(self, horizon: int) -> int:
+        """Close every member's days before `horizon` (the stream's watermark minus lateness).
+
+        Closed days keep their credit; only the detail that late events would need is dropped,
+        which bounds memory by the members active in the last `late_days` days.
+        """
+        closed = 0
+        for day in sorted(d for d in self._open_days if d < horizon):
+            for key in sorted(self._open_days.pop(day)):
+                state = self.states.get(key)
+                if state is not None and state.closed_day < horizon - 1:
+                    self._close_before(state, horizon)
+                    self.states[key] = state
+                    closed += 1
+        return closed
 
     def _rebase(self, state: MemberState, landmark: float) -> None:
         shift = landmark - state.landmark
@@ -188,6 +214,8 @@ class Engine:
         raw, positive = self._day_credit(bucket)
         caps = self._caps
         credited = bucket.credited
+        if credited is None:
+            credited = bucket.credited = {}
         masses = state.masses
         anchor_age = day * DAY_SECONDS - state.landmark
         for key, credit in raw.items():
@@ -210,7 +238,7 @@ class Engine:
         self._add_presence(state, self._presence_day, presence.day_credit, day * DAY_SECONDS)
         week = week_of(day)
         if week not in state.weeks:
-            state.weeks.add(week)
+            state.weeks = (*state.weeks, week)
             week_start = (week * 7 - WEEK_OFFSET_DAYS) * DAY_SECONDS
             self._add_presence(state, self._presence_week, presence.week_credit, week_start)
 
@@ -218,33 +246,45 @@ class Engine:
         if bucket.times is None:
             bucket.times = {}
         bucket.times.setdefault(action, []).append(t)
-        self._judge_automation(state)
+        self._judge_cadence(state, action)
 
-    def _judge_automation(self, state: MemberState) -> None:
-        """Flag the member when any action type arrives near-periodically."""
+    def _judge_cadence(self, state: MemberState, action: int) -> None:
+        """Re-judge one action type's cadence; flag the member if any type is near-periodic."""
         spec = self.policy.spec.automation
-        open_times: dict[int, list[float]] = {}
+        closed = state.cadence.get(action) if state.cadence else None
+        pending: list[float] = []
         for day in sorted(state.buckets):
-            for action, times in (state.buckets[day].times or {}).items():
-                open_times.setdefault(action, []).extend(sorted(times))
-        verdict: tuple[str, float] | None = None
-        for action in sorted(set(open_times) | set(state.cadence)):
-            stats = list(state.cadence.get(action) or cadence.new_stats())
-            pending = open_times.get(action, [])
-            if stats[0] + len(pending) < spec.min_events:
-                continue
-            cadence.fold(stats, pending)
-            b = cadence.burstiness(stats)
-            if b is not None and b <= spec.max_burstiness and (verdict is None or b < verdict[1]):
-                verdict = (self.policy.rule_list[action].name, round(b, 9))
-        state.automation = verdict
+            times = state.buckets[day].times
+            if times and action in times:
+                pending.extend(sorted(times[action]))
+        if (closed[0] if closed else 0) + len(pending) < spec.min_events:
+            return
+        stats = list(closed) if closed else cadence.new_stats()
+        cadence.fold(stats, pending)
+        b = cadence.burstiness(stats)
+        bursts = dict(state.bursts or {})
+        if b is None:
+            bursts.pop(action, None)
+        else:
+            bursts[action] = round(b, 9)
+        state.bursts = bursts or None
+        periodic = [(b, a) for a, b in bursts.items() if b <= spec.max_burstiness]
+        if periodic:
+            worst, worst_action = min(periodic)
+            state.automation = (self.policy.rule_list[worst_action].name, worst)
+        else:
+            state.automation = None
 
     def _close(self, state: MemberState, bucket: DayBucket) -> None:
         """A day leaves the open window: keep its cadence and caps, drop the detail."""
         for action, times in sorted((bucket.times or {}).items()):
+            if state.cadence is None:
+                state.cadence = {}
             stats = state.cadence.setdefault(action, cadence.new_stats())
             cadence.fold(stats, sorted(times))
         for dim in self._capped_dims(bucket):
+            if state.caps_hit is None:
+                state.caps_hit = {}
             state.caps_hit[dim] = state.caps_hit.get(dim, 0) + 1
 
     def _capped_dims(self, bucket: DayBucket) -> list[int]:

@@ -122,6 +122,8 @@ class Policy:
     weights: tuple[float, ...]
     tier_names: tuple[str, ...]
     tier_floors: tuple[float, ...]
+    inside_dims: tuple[tuple[int, float, float, float], ...]  # (dim, rate, scale, weight)
+    inside_weight: float
 
     @property
     def max_rate(self) -> float:
@@ -162,17 +164,25 @@ def compile_policy(spec: PolicySpec, digest: str) -> Policy:
             target=_credits(action.target, f"{where}.target"),
         )
     dims = [spec.dimensions[d] for d in DIMENSIONS]
+    rates = tuple(math.log(2) / (d.half_life_days * DAY_SECONDS) for d in dims)
+    inside = tuple(
+        (i, rates[i], d.scale, d.weight) for i, d in enumerate(dims) if i != EXTERNAL and d.weight
+    )
+    if not inside:
+        raise PolicyError("dimensions: at least one dimension other than external needs a weight")
     return Policy(
         spec=spec,
         digest=digest,
         rules=rules,
         rule_list=tuple(rules.values()),
-        rates=tuple(math.log(2) / (d.half_life_days * DAY_SECONDS) for d in dims),
+        rates=rates,
         caps=tuple(d.daily_cap for d in dims),
         scales=tuple(d.scale for d in dims),
         weights=tuple(d.weight for d in dims),
         tier_names=tuple(t.name for t in spec.tiers),
         tier_floors=tuple(floors),
+        inside_dims=inside,
+        inside_weight=sum(w for *_, w in inside),
     )
 
 

@@ -53,6 +53,7 @@ class Runner:
             self._refresh_collusion((self._day + 1) * DAY_SECONDS, changes)
         if self._day is None or day > self._day:
             self._day = day
+            self.engine.close_days_before(day - self.engine.policy.spec.late_days)
         for due, key in self.schedule.pop_due(t):
             self._check(key, due, "decay", changes)
         return changes

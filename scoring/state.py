@@ -22,8 +22,8 @@ class DayBucket:
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}  # side -> events of that action and role today
         self.effective: dict[int, float] = {}  # side -> count with repeats per counterpart halved
-        self.peers: dict[int, int] = {}  # hash(side, counterpart) -> events today
-        self.credited: dict[int, float] = {}  # mass key -> credit booked for this day
+        self.peers: dict[int, int] | None = None  # hash(side, counterpart) -> events today
+        self.credited: dict[int, float] | None = None  # mass key -> credit booked for this day
         self.ids: set[int] = set()
         self.times: dict[int, list[float]] | None = None  # action -> event times (cadence)
         self.active = False
@@ -35,8 +35,10 @@ class MemberState:
     __slots__ = (
         "automation",
         "buckets",
+        "bursts",
         "caps_hit",
         "cadence",
+        "closed_day",
         "collusion",
         "emitted_score",
         "landmark",
@@ -53,10 +55,12 @@ class MemberState:
         self.masses: dict[int, float] = {}  # (side * dimensions + dim) -> forward-decay mass
         self.buckets: dict[int, DayBucket] = {}
         self.newest_day = -(10**9)
+        self.closed_day = -(10**9)  # days up to this one are closed: later events are too late
         self.newest_time = float("-inf")
-        self.weeks: set[int] = set()  # active weeks that late events may still reach
-        self.cadence: dict[int, Stats] = {}  # action -> gap statistics of closed days
-        self.caps_hit: dict[int, int] = {}  # dim -> closed days on which its cap bound
+        self.weeks: tuple[int, ...] = ()  # active weeks that late events may still reach
+        self.cadence: dict[int, Stats] | None = None  # action -> gap statistics of closed days
+        self.caps_hit: dict[int, int] | None = None  # dim -> closed days on which its cap bound
+        self.bursts: dict[int, float] | None = None  # action -> burstiness, once judged
         self.automation: tuple[str, float] | None = None  # (action, burstiness) when suspected
         self.collusion: tuple[int, float] | None = None  # (group size, insularity) when suspected
         self.tier = 0
