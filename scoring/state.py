@@ -45,6 +45,7 @@ class MemberState:
         "masses",
         "newest_day",
         "newest_time",
+        "applied_offset",
         "seq",
         "tier",
         "weeks",
@@ -66,3 +67,4 @@ class MemberState:
         self.tier = 0
         self.emitted_score = 0.0
         self.seq = 0
+        self.applied_offset = -1  # last source offset applied (the service skips replays)

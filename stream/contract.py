@@ -12,8 +12,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ATTRS_BYTES = 4 * 1024
 
 # Printable, no control characters, no "/" (the Kafka key separator between community and actor).
-_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
-_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$(?!\n)"
+_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$(?!\n)"
 
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_TEXT_PATTERN)]
 ActionType = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_TEXT_PATTERN)]

@@ -157,8 +157,8 @@ async def publish(
         compression_type=compression_type,
         **security_kwargs(security),
     )
-    await producer.start()
     try:
+        await producer.start()
         partitions = sorted(await producer.partitions_for(topic))
         batcher = _Batcher(producer, topic, partitions, max_request_size, progress)
         for line, raw in records:

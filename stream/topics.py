@@ -116,8 +116,8 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, **security_kwargs(security)
     )
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics()) & wanted.keys()
         created = await _create(
             admin, [wanted[n] for n in wanted if n not in existing], timeout_ms, replication_factor

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError
 
 from stream.codec import DeadLetter, EventDecoder, Reason
 from stream.contract import ActivityEvent
@@ -237,3 +238,17 @@ def test_ensure_topics_creates_once_and_warns_on_partition_mismatch(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == len(specs)
     assert f"topic {names.scores} has 2 partitions, expected 3" in " ".join(warned)
+
+
+def test_ensure_topics_reports_broker_refusal(kafka_bootstrap: str, topic_prefix: str) -> None:
+    spec = TopicSpec(f"{topic_prefix}rf3", 1)
+    with pytest.raises(RuntimeError, match=r"rf3: .*replication factor of 3 cannot be reached"):
+        asyncio.run(ensure_topics(kafka_bootstrap, [spec], replication_factor=3))
+
+
+def test_unreachable_broker_raises_and_closes_clients(tmp_path: Path) -> None:
+    # No broker listens on port 9; warnings are errors, so a leaked client would fail too.
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(publish("127.0.0.1:9", "t.activity", [(1, _event(1, "m1"))]))
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(ensure_topics("127.0.0.1:9", topic_specs()))
