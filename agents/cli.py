@@ -120,5 +120,82 @@ def import_stackexchange(posts: Path, out: Path, community: str) -> None:
     click.echo(f"{count} events -> {out} ({stats})", err=True)
 
 
+@main.command()
+@click.option("--loglevel", default="info", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run a scoring worker against Kafka and Redis (settings from HEARTH_* variables).
+
+    \b
+    Example:
+      HEARTH_KAFKA__BOOTSTRAP=127.0.0.1:9092 HEARTH_REDIS_URL=redis://127.0.0.1:6379/0 \\
+        HEARTH_WEB_PORT=6066 hearth worker
+    """
+    import asyncio
+
+    import faust
+
+    from agents.service import Hearth
+    from agents.settings import Settings
+    from agents.web import register_views
+    from stream.kafka_security import KafkaSecurity
+    from stream.topics import ensure_topics, topic_specs
+
+    settings = Settings()
+    hearth = Hearth(settings, _policy(settings.policy))
+    register_views(hearth)
+    kafka = settings.kafka
+    security = KafkaSecurity(
+        protocol=kafka.security_protocol,
+        sasl_mechanism=kafka.sasl_mechanism,
+        username=kafka.username,
+        password=kafka.password.get_secret_value() if kafka.password else None,
+        ssl_cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+    )
+    specs = topic_specs(hearth.topics, settings.partitions)
+    asyncio.run(
+        ensure_topics(
+            kafka.bootstrap,
+            specs,
+            replication_factor=settings.replication_factor,
+            security=security,
+        )
+    )
+    faust.Worker(hearth.app, loglevel=loglevel).execute_from_commandline()
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bootstrap", envvar="HEARTH_KAFKA__BOOTSTRAP", default="127.0.0.1:9092")
+@click.option("--topic", default="hearth.activity", show_default=True)
+def publish(file: Path, bootstrap: str, topic: str) -> None:
+    """Publish events from a JSONL file (or CSV of offline activity) to Kafka.
+
+    \b
+    Example:
+      hearth publish out/demo/events.jsonl
+      hearth publish committee.csv --topic hearth.activity
+    """
+    import asyncio
+
+    from rich.progress import Progress
+
+    from stream.publisher import publish as send, read_csv, read_jsonl
+
+    try:
+        records = list(read_csv(file) if file.suffix.lower() == ".csv" else read_jsonl(file))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    with Progress(transient=True) as progress:
+        task = progress.add_task("publishing", total=len(records))
+        result = asyncio.run(
+            send(bootstrap, topic, records, progress=lambda n: progress.update(task, completed=n))
+        )
+    click.echo(f"{result.sent} sent, {result.failed} failed -> {topic}", err=True)
+    for line, problem in result.errors:
+        click.echo(f"  line {line}: {problem}", err=True)
+    if result.failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     sys.exit(main())

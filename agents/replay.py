@@ -92,6 +92,8 @@ def replay_events(
     """Apply events in event-time order; returns the runner, the as-of time and all changes."""
     runner = Runner(Engine(policy))
     keyed = sorted(((e.time.timestamp(), e.id, e) for e in events), key=lambda x: (x[0], x[1]))
+    if as_of is not None:
+        keyed = [k for k in keyed if k[0] <= as_of]  # the state as of then: later events excluded
     changes: list[ScoreChange] = []
     for t, _, e in keyed:
         _, emitted = runner.feed(e.id, e.type, e.community, e.actor, t, e.target)

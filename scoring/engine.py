@@ -44,8 +44,9 @@ class Engine:
     """Applies events to member states held in `states`.
 
     Determinism: a day's credit depends only on that day's set of events, and a day stays open
-    until the member's newest day is `late_days` past it; events for closed days are rejected
-    as too late. So any arrival order that keeps events within that window gives the same state.
+    until the member's newest day (or, in the service, the inputs' low watermark) is `late_days`
+    past it; events for closed days are rejected as too late. So any arrival order that keeps
+    events within that window gives the same state.
     """
 
     def __init__(
@@ -72,8 +73,14 @@ class Engine:
         self._caps = policy.caps
         self._rates = policy.rates
         self._max_rate = policy.max_rate
+        exponent = policy.spec.landmark_rebase_exponent
+        self._landmark_period = max(1, int(exponent / 2 / (self._max_rate * DAY_SECONDS)))
         self._collusion_flagged: set[MemberKey] = set()
         self._open_days: dict[int, set[MemberKey]] = {}  # day -> members with that day open
+        # None: a member's days close `late_days` after its own newest day (time-ordered input,
+        # as in replay). A streaming runner whose inputs advance unevenly sets this instead to
+        # the first day that must stay open, from the low watermark of all its inputs.
+        self.close_horizon: int | None = None
 
     # -- applying events -------------------------------------------------------------------
 
@@ -113,10 +120,12 @@ class Engine:
         day = int(t // DAY_SECONDS)
         state = self.states.get(key)
         if state is None:
-            state = MemberState(landmark=day * DAY_SECONDS)
+            state = MemberState(landmark=self._landmark_for(day))
+        if self.close_horizon is not None:
+            self._close_before(state, self.close_horizon)
         if day > state.newest_day:
             self._advance(state, day)
-        if day <= state.closed_day or day < state.newest_day - self._late:
+        if day <= state.closed_day:
             return Outcome.TOO_LATE
         bucket = state.buckets.get(day)
         if bucket is None:
@@ -151,10 +160,11 @@ class Engine:
 
     def _advance(self, state: MemberState, day: int) -> None:
         state.newest_day = day
-        self._close_before(state, day - self._late)
-        anchor = day * DAY_SECONDS
-        if self._max_rate * (anchor - state.landmark) > self.policy.spec.landmark_rebase_exponent:
-            self._rebase(state, anchor)
+        if self.close_horizon is None:
+            self._close_before(state, day - self._late)
+        landmark = self._landmark_for(day)
+        if landmark > state.landmark:
+            self._rebase(state, landmark)
 
     def _close_before(self, state: MemberState, horizon: int) -> None:
         """Close the member's days before `horizon`: events for them are too late from now on."""
@@ -182,6 +192,14 @@ class Engine:
                     self.states[key] = state
                     closed += 1
         return closed
+
+    def _landmark_for(self, day: int) -> float:
+        """Landmarks step in fixed periods of the newest day, so they do not depend on order.
+
+        A period keeps exp(rate * (t - landmark)) far below overflow for any t in it.
+        """
+        period = self._landmark_period
+        return float((day // period) * period) * DAY_SECONDS
 
     def _rebase(self, state: MemberState, landmark: float) -> None:
         shift = landmark - state.landmark

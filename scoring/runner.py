@@ -42,7 +42,7 @@ class Runner:
             for key in (
                 ((community, actor), (community, target)) if target else ((community, actor),)
             ):
-                self._check(key, t, event_id, changes)
+                self.check(key, t, event_id, changes)
         return outcome, changes
 
     def advance_to(self, t: float) -> list[ScoreChange]:
@@ -54,8 +54,10 @@ class Runner:
         if self._day is None or day > self._day:
             self._day = day
             self.engine.close_days_before(day - self.engine.policy.spec.late_days)
-        for due, key in self.schedule.pop_due(t):
-            self._check(key, due, "decay", changes)
+        # A decay check may schedule the next drop before `t` too: drain until nothing is due.
+        while due_now := self.schedule.pop_due(t):
+            for due, key in due_now:
+                self.check(key, due, "decay", changes)
         return changes
 
     def finish(self, as_of: float) -> list[ScoreChange]:
@@ -68,9 +70,10 @@ class Runner:
         before = self.engine.collusion_flagged
         after = self.engine.refresh_collusion()
         for key in sorted(before ^ after):
-            self._check(key, t, "collusion", changes)
+            self.check(key, t, "collusion", changes)
 
-    def _check(self, key: MemberKey, t: float, cause: str, out: list[ScoreChange]) -> None:
+    def check(self, key: MemberKey, t: float, cause: str, out: list[ScoreChange]) -> None:
+        """Append the member's score change at `t`, if any, and keep its decay drop scheduled."""
         state = self.engine.states.get(key)
         if state is None:
             return

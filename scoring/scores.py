@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import msgspec
+
 from scoring.policy import DIMENSIONS, EXTERNAL, Policy
 from scoring.records import ActionContribution, Damping, MemberScore, rfc3339
 from scoring.state import MemberKey, MemberState
@@ -157,4 +159,23 @@ def explain(
         damping=damping,
         landmark=state.landmark,
         masses={name: m for name, m in zip(DIMENSIONS, damped_masses(policy, state), strict=True)},
+    )
+
+
+def snapshot_at(policy: Policy, snapshot: MemberScore, t: float) -> MemberScore:
+    """A stored snapshot evaluated at another instant, from its masses and landmark alone."""
+    dt = t - snapshot.landmark
+    values = [
+        max(0.0, snapshot.masses.get(name, 0.0)) * math.exp(-rate * dt)
+        for name, rate in zip(DIMENSIONS, policy.rates, strict=True)
+    ]
+    score = overall(policy, values)
+    held = policy.tier_names.index(snapshot.tier) if snapshot.tier in policy.tier_names else 0
+    tier = next_tier(policy.tier_floors, policy.spec.hysteresis, held, score)
+    return msgspec.structs.replace(
+        snapshot,
+        as_of=rfc3339(t),
+        score=score,
+        tier=policy.tier_names[tier],
+        dimensions={name: values[d] for d, name in enumerate(DIMENSIONS)},
     )

@@ -13,9 +13,14 @@ def tier_for(floors: Sequence[float], score: float) -> int:
 def next_tier(floors: Sequence[float], hysteresis: float, current: int, score: float) -> int:
     """The tier after observing `score`, given the member currently holds `current`."""
     reached = tier_for(floors, score)
-    if reached >= current or score < floors[current] * hysteresis:
+    if reached >= current:
         return reached
-    return current
+    # Step down one tier at a time, so the result does not depend on whether the scores on
+    # the way down were observed: each tier is left only below its own low-water mark.
+    tier = current
+    while tier > reached and score < floors[tier] * hysteresis:
+        tier -= 1
+    return tier
 
 
 def crossing_time(

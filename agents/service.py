@@ -1,0 +1,396 @@
+"""The running service: Faust app, agents, table, timers and their shared scoring state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+import msgspec
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+
+from agents.commands import Edge, MemberCommand, command_decoder, command_encoder, edge_decoder
+from agents.read_model import write_snapshots
+from agents.settings import Settings
+from agents.states import TableStates, table_key
+from scoring.engine import Engine, Outcome, stable_hash
+from scoring.policy import Policy, load_policy
+from scoring.records import ScoreChange
+from scoring.runner import Runner
+from scoring.state import ACTOR, TARGET, MemberKey
+from stream.codec import DeadLetter, EventDecoder, Reason
+from stream.contract import ActivityEvent
+from stream.topics import TopicNames
+
+log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    if kafka.security_protocol.startswith("SASL"):
+        password = kafka.password.get_secret_value() if kafka.password else ""
+        return faust.SASLCredentials(
+            username=kafka.username,
+            password=password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+class Counters:
+    """Process-local counters the metrics and tests read (no member ids)."""
+
+    def __init__(self) -> None:
+        self.consumed = 0
+        self.outcomes: dict[str, int] = {}
+        self.dead_letters: dict[str, int] = {}
+        self.changes: dict[str, int] = {}
+        self.skipped_offsets = 0
+
+    def outcome(self, name: str) -> None:
+        self.outcomes[name] = self.outcomes.get(name, 0) + 1
+
+
+class Hearth:
+    """Builds and holds the Faust app with its agents; `hearth worker` runs it."""
+
+    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
+        self.settings = settings
+        self.policy = policy or load_policy(settings.policy)
+        self.topics = TopicNames(settings.topic_prefix)
+        self.counters = Counters()
+        redis_url = settings.redis_url.get_secret_value()
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.kafka.bootstrap}",
+            broker_credentials=_broker_credentials(settings),
+            store=redis_url,
+            processing_guarantee="at_least_once",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            datadir=str(settings.data_dir),
+            table_standby_replicas=0,
+            web_in_thread=False,
+        )
+        self.redis = aioredis.from_url(redis_url)
+        self.decoder = EventDecoder(self.policy.rules, self.policy.spec.future_skew_seconds)
+        app = self.app
+        self.activity = app.topic(
+            self.topics.activity,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        self.credits = app.topic(
+            self.topics.credits,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        self.dead_letter_topic = app.topic(
+            self.topics.dead_letters, key_serializer="raw", value_serializer="raw"
+        )
+        self.changes_topic = app.topic(
+            self.topics.score_changes, key_serializer="raw", value_serializer="raw"
+        )
+        self.scores_topic = app.topic(
+            self.topics.scores, key_serializer="raw", value_serializer="raw"
+        )
+        self.edges_topic = app.topic(
+            self.topics.edges, key_serializer="raw", value_serializer="raw", partitions=1
+        )
+        raw = faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        self.table = app.Table(
+            "members", partitions=settings.partitions, schema=raw, key_type=bytes, value_type=bytes
+        )
+        self.states = TableStates(self.table)
+        self.engine = Engine(self.policy, self.states, salt=settings.salt)
+        self.runner = Runner(self.engine)
+        # Days close from the low watermark of all activity partitions (shared through Redis),
+        # so credits that cross partitions are not too late while a backlog is drained unevenly.
+        self.engine.close_horizon = -(10**9)
+        self.watermark = float("-inf")
+        self._partition_marks: dict[int, float] = {}
+        self._marks_key = f"hearth:watermarks:{settings.app_id}"
+        self._safe_key = f"hearth:credits-safe:{settings.app_id}"
+        self._credit_offsets: dict[int, int] = {}
+        self._previous_low = float("-inf")
+        self._dirty: set[MemberKey] = set()
+        self._reschedule = True
+        # One agent reads both topics so neither starves the other: credits must keep up with
+        # the activity that produces them, or their days would close before they arrive.
+        inputs = app.topic(
+            self.topics.activity,
+            self.topics.credits,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        app.agent(inputs, name="score")(self._score)
+        app.timer(settings.flush_interval_seconds)(self._publish_dirty)
+        app.timer(settings.decay_tick_seconds)(self._decay_tick)
+        app.task(self._graph_loop)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    # -- agents ----------------------------------------------------------------------------
+
+    async def _score(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            if event.message.topic == self.topics.credits:
+                await self._member_command(event)
+            else:
+                await self._activity(event)
+            yield None
+
+    async def _activity(self, event: Any) -> None:
+        self.counters.consumed += 1
+        message = event.message
+        result = self.decoder.decode(event.value or b"", time.time())
+        if isinstance(result, DeadLetter):
+            await self._dead_letter(message.key, result)
+            return
+        expected = f"{result.community}/{result.actor}".encode()
+        if message.key != expected:
+            # Not keyed by community/actor: re-key so the actor's partition owns it.
+            await self.activity.send(key=expected, value=event.value)
+            self.counters.outcome("rekeyed")
+            return
+        t = result.time.timestamp()
+        if t > self._partition_marks.get(message.partition, float("-inf")):
+            self._partition_marks[message.partition] = t
+        await self._apply_activity(result, message.offset)
+
+    async def _apply_activity(self, event: ActivityEvent, offset: int) -> None:
+        key = (event.community, event.actor)
+        state = self.states.get(key)
+        if state is not None and offset <= state.applied_offset:
+            self.counters.skipped_offsets += 1
+            self.counters.outcome(Outcome.DUPLICATE)
+            return
+        t = event.time.timestamp()
+        rule = self.policy.rules[event.type]
+        if event.target == event.actor:
+            self.counters.outcome(Outcome.SELF_INTERACTION)
+            return
+        outcome = self.engine.apply_side(
+            key, rule, ACTOR, t, stable_hash(event.id, self.settings.salt), event.target
+        )
+        self.counters.outcome(outcome)
+        if outcome is Outcome.TOO_LATE:
+            await self._dead_letter(
+                table_key(key),
+                DeadLetter(Reason.TOO_LATE, "day already closed for this member", b""),
+            )
+            return
+        state = self.states[key]
+        state.applied_offset = offset
+        self.states[key] = state
+        if outcome is Outcome.APPLIED:
+            await self._emit_check(key, t, event.id)
+        if (
+            event.target is not None
+            and rule.target
+            and outcome
+            in (
+                Outcome.APPLIED,
+                Outcome.DUPLICATE,
+            )
+        ):
+            # Re-sent on duplicates too: the target side de-duplicates by id, so a credit lost in
+            # a crash between state write and send is recovered on redelivery.
+            command = MemberCommand(
+                "credit", event.community, event.target, t, event.id, event.type, event.actor
+            )
+            await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+            if outcome is Outcome.APPLIED and any(v > 0 for _, v in rule.target):
+                edge = Edge(event.community, event.actor, event.target, t)
+                await self.edges_topic.send(key=b"graph", value=_encoder.encode(edge))
+
+    async def _member_command(self, event: Any) -> None:
+        self._credit_offsets[event.message.partition] = event.message.offset
+        command = command_decoder.decode(event.value)
+        key = (command.community, command.member)
+        if command.kind == "credit":
+            rule = self.policy.rules.get(command.action)
+            if rule is None:
+                return
+            id_hash = stable_hash(command.id, self.settings.salt) ^ 1
+            outcome = self.engine.apply_side(
+                key, rule, TARGET, command.t, id_hash, command.counterpart
+            )
+            self.counters.outcome(f"target_{outcome}")
+            if outcome is Outcome.APPLIED:
+                await self._emit_check(key, command.t, command.id)
+        elif command.kind == "decay":
+            if key in self.states:
+                await self._emit_check(key, command.t, "decay")
+        else:
+            state = self.states.get(key)
+            if state is not None and state.collusion != command.verdict:
+                state.collusion = command.verdict
+                self.states[key] = state
+                await self._emit_check(key, command.t, "collusion")
+
+    async def _emit_check(self, key: MemberKey, t: float, cause: str) -> None:
+        changes: list[ScoreChange] = []
+        self.runner.check(key, t, cause, changes)
+        self._dirty.add(key)
+        for change in changes:
+            self.counters.changes[
+                change.cause if change.cause in ("decay", "collusion") else "event"
+            ] = self.counters.changes.get(change.cause, 0) + 1
+            await self.changes_topic.send(key=table_key(key), value=_encoder.encode(change))
+
+    async def _dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
+        self.counters.dead_letters[letter.reason] = (
+            self.counters.dead_letters.get(letter.reason, 0) + 1
+        )
+        await self.dead_letter_topic.send(
+            key=key,
+            value=letter.raw,
+            headers=[("reason", letter.reason.encode()), ("detail", letter.detail[:500].encode())],
+        )
+
+    # -- timers ----------------------------------------------------------------------------
+
+    async def _share_watermarks(self) -> None:
+        """Adopt the time before which no input can still bring events: the close horizon.
+
+        That is the low watermark of all activity partitions, held back while a credits
+        partition still has unread credits (they were produced at an older watermark).
+        All workers share their marks through Redis.
+        """
+        if self._partition_marks:
+            await self.redis.hset(
+                self._marks_key, mapping={str(p): repr(t) for p, t in self._partition_marks.items()}
+            )
+        caught_up = {}
+        for tp in self.app.consumer.assignment():
+            if tp.topic != self.topics.credits:
+                continue
+            highwater = self.app.consumer.highwater(tp)
+            if highwater is None or self._credit_offsets.get(tp.partition, -1) + 1 >= highwater:
+                caught_up[str(tp.partition)] = repr(self._previous_low)
+        if caught_up and self._previous_low > float("-inf"):
+            await self.redis.hset(self._safe_key, mapping=caught_up)
+        marks = await self.redis.hgetall(self._marks_key)
+        safe = await self.redis.hgetall(self._safe_key)
+        if len(marks) < self.settings.partitions or len(safe) < self.settings.partitions:
+            self._previous_low = min(map(float, marks.values())) if marks else float("-inf")
+            return
+        activity_low = min(float(v) for v in marks.values())
+        low = min(activity_low, min(float(v) for v in safe.values()))
+        self._previous_low = activity_low
+        self.watermark = max(self.watermark, low)
+        late = self.policy.spec.late_days
+        self.engine.close_horizon = int(self.watermark // 86400) - late - 1
+
+    async def _publish_dirty(self) -> None:
+        """Snapshots of changed members to Redis and to the compacted scores topic."""
+        await self._share_watermarks()
+        if not self._dirty:
+            return
+        keys, self._dirty = sorted(self._dirty), set()
+        snapshots = []
+        for key in keys:
+            state = self.states.get(key)
+            if state is None:
+                continue
+            snapshot = self.engine.explain(key, max(state.newest_time, 0.0))
+            if snapshot is not None:
+                snapshots.append((snapshot, state.seq))
+        await write_snapshots(self.redis, self.policy, snapshots)
+        for snapshot, _ in snapshots:
+            await self.scores_topic.send(
+                key=table_key((snapshot.community, snapshot.member)),
+                value=_encoder.encode(snapshot),
+            )
+
+    def _clock(self) -> float:
+        return time.time() if self.settings.decay_clock == "wall" else self.watermark
+
+    async def _decay_tick(self) -> None:
+        """Send a decay check to each member whose tier drop falls due (no scan)."""
+        if self._reschedule and not self.app.rebalancing:
+            self._reschedule = False
+            for key in list(self.states):
+                state = self.states.get(key)
+                if state is not None and state.tier > 0:
+                    self.runner.schedule.set(
+                        key, self.engine.tier_drop_time(key, state.newest_time)
+                    )
+        for due, key in self.runner.schedule.pop_due(self._clock()):
+            command = MemberCommand("decay", key[0], key[1], due)
+            await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+
+    async def _graph_loop(self) -> None:
+        """Collusion: read every edge (from the start), refresh verdicts per event-time day."""
+        consumer = AIOKafkaConsumer(
+            self.topics.edges,
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        graph = self.engine.graph
+        flagged: dict[MemberKey, tuple[int, float]] = {}
+        day: int | None = None
+        try:
+            while not self.app.should_stop:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                edges = [edge_decoder.decode(m.value) for msgs in batch.values() for m in msgs]
+                for edge in sorted(edges, key=lambda e: e.t):
+                    edge_day = int(edge.t // 86400)
+                    if day is not None and edge_day > day:
+                        await self._send_verdicts(flagged, (day + 1) * 86400.0)
+                    day = edge_day if day is None else max(day, edge_day)
+                    graph.add(edge.community, edge.giver, edge.receiver)
+                if not edges and day is not None:
+                    await self._send_verdicts(flagged, self.watermark)
+        finally:
+            await consumer.stop()
+
+    async def _send_verdicts(self, flagged: dict[MemberKey, tuple[int, float]], t: float) -> None:
+        graph = self.engine.graph
+        current = {k: v for k in graph.candidates() if (v := graph.verdict(k)) is not None}
+        for key in sorted(set(current) | set(flagged)):
+            if current.get(key) != flagged.get(key):
+                command = MemberCommand("verdict", key[0], key[1], t, verdict=current.get(key))
+                await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+        flagged.clear()
+        flagged.update(current)
+
+    # -- rebalancing -----------------------------------------------------------------------
+
+    async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await self._publish_dirty()
+        self.states.forget()
+        self.runner.schedule = type(self.runner.schedule)()
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self.states.forget()
+        self._reschedule = True
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await asyncio.sleep(0)

@@ -1,0 +1,58 @@
+"""Member states for the engine, held in a Faust table as bytes and cached decoded in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from scoring.snapshot import decode_state, encode_state
+from scoring.state import MemberKey, MemberState
+
+
+def table_key(key: MemberKey) -> bytes:
+    return f"{key[0]}/{key[1]}".encode()
+
+
+def member_key(raw: bytes) -> MemberKey:
+    community, _, member = raw.decode().partition("/")
+    return community, member
+
+
+class TableStates(MutableMapping[MemberKey, MemberState]):
+    """The engine's view of a Faust table of encoded states.
+
+    Reads come from a decoded cache (decoding on every event would dominate the cost);
+    every write goes to the table, so to its changelog and store. Faust only allows table
+    writes while processing an event of the member's own partition.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._cache: dict[MemberKey, MemberState] = {}
+
+    def __getitem__(self, key: MemberKey) -> MemberState:
+        state = self._cache.get(key)
+        if state is None:
+            raw = self._table.get(table_key(key))
+            if raw is None:
+                raise KeyError(key)
+            state = self._cache[key] = decode_state(raw)
+        return state
+
+    def __setitem__(self, key: MemberKey, state: MemberState) -> None:
+        self._cache[key] = state
+        self._table[table_key(key)] = encode_state(state)
+
+    def __delitem__(self, key: MemberKey) -> None:
+        self._cache.pop(key, None)
+        del self._table[table_key(key)]
+
+    def __iter__(self) -> Iterator[MemberKey]:
+        return (member_key(k) for k in list(self._table.keys()))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def forget(self) -> None:
+        """Drop the decoded cache (after a rebalance the table is the truth)."""
+        self._cache.clear()
