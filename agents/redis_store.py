@@ -91,6 +91,15 @@ class RedisStore(base.SerializedStore):  # type: ignore[misc]
             self._data[key] = value
         self._dirty.setdefault(partition, {})[key] = value
 
+    def set_in_partition(self, key: bytes, value: bytes | None, partition: int) -> None:
+        """Write a key of a known partition (outside the event that belongs to it)."""
+        self._partition_of[key] = partition
+        if value is None:
+            self._data.pop(key, None)
+        else:
+            self._data[key] = value
+        self._dirty.setdefault(partition, {})[key] = value
+
     def _del(self, key: bytes) -> None:
         partition = self._partition_for(key)
         self._data.pop(key, None)

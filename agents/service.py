@@ -12,6 +12,7 @@ import faust
 import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from agents.commands import Edge, MemberCommand, command_decoder, command_encoder, edge_decoder
 from agents.read_model import write_snapshots
@@ -87,6 +88,9 @@ class Hearth:
             datadir=str(settings.data_dir),
             table_standby_replicas=0,
             web_in_thread=False,
+            # Small fetches keep the credits topic interleaved with a large activity backlog.
+            broker_max_poll_records=500,
+            consumer_max_fetch_size=256 * 1024,
         )
         self.redis = aioredis.from_url(redis_url)
         self.decoder = EventDecoder(self.policy.rules, self.policy.spec.future_skew_seconds)
@@ -121,7 +125,10 @@ class Hearth:
         self.table = app.Table(
             "members", partitions=settings.partitions, schema=raw, key_type=bytes, value_type=bytes
         )
-        self.states = TableStates(self.table)
+        self._partitioner = DefaultPartitioner()
+        self._partition_cache: dict[bytes, int] = {}
+        self._local: set[int] = set()
+        self.states = TableStates(self.table, self.partition_of)
         self.engine = Engine(self.policy, self.states, salt=settings.salt)
         self.runner = Runner(self.engine)
         # Days close from the low watermark of all activity partitions (shared through Redis),
@@ -220,14 +227,27 @@ class Hearth:
             command = MemberCommand(
                 "credit", event.community, event.target, t, event.id, event.type, event.actor
             )
-            await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+            if self.partition_of(command.key()) in self._local:
+                await self._member_command_value(command)
+            else:
+                await self.credits.send(key=command.key(), value=command_encoder.encode(command))
             if outcome is Outcome.APPLIED and any(v > 0 for _, v in rule.target):
                 edge = Edge(event.community, event.actor, event.target, t)
                 await self.edges_topic.send(key=b"graph", value=_encoder.encode(edge))
 
+    def partition_of(self, raw_key: bytes) -> int:
+        """The partition of a member key, as every Kafka client's default partitioner picks it."""
+        partition = self._partition_cache.get(raw_key)
+        if partition is None:
+            every = list(range(self.settings.partitions))
+            partition = self._partition_cache[raw_key] = self._partitioner(raw_key, every, every)
+        return partition
+
     async def _member_command(self, event: Any) -> None:
         self._credit_offsets[event.message.partition] = event.message.offset
-        command = command_decoder.decode(event.value)
+        await self._member_command_value(command_decoder.decode(event.value))
+
+    async def _member_command_value(self, command: MemberCommand) -> None:
         key = (command.community, command.member)
         if command.kind == "credit":
             rule = self.policy.rules.get(command.action)
@@ -339,8 +359,8 @@ class Hearth:
                         key, self.engine.tier_drop_time(key, state.newest_time)
                     )
         for due, key in self.runner.schedule.pop_due(self._clock()):
-            command = MemberCommand("decay", key[0], key[1], due)
-            await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+            if self.partition_of(table_key(key)) in self._local and key in self.states:
+                await self._emit_check(key, due, "decay")
 
     async def _graph_loop(self) -> None:
         """Collusion: read every edge (from the start), refresh verdicts per event-time day."""
@@ -376,7 +396,10 @@ class Hearth:
         for key in sorted(set(current) | set(flagged)):
             if current.get(key) != flagged.get(key):
                 command = MemberCommand("verdict", key[0], key[1], t, verdict=current.get(key))
-                await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+                if self.partition_of(command.key()) in self._local:
+                    await self._member_command_value(command)
+                else:
+                    await self.credits.send(key=command.key(), value=command_encoder.encode(command))
         flagged.clear()
         flagged.update(current)
 
@@ -384,10 +407,12 @@ class Hearth:
 
     async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
         await self._publish_dirty()
+        self._local -= {tp.partition for tp in revoked if tp.topic == self.topics.activity}
         self.states.forget()
         self.runner.schedule = type(self.runner.schedule)()
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self._local = {tp.partition for tp in assigned if tp.topic == self.topics.activity}
         self.states.forget()
         self._reschedule = True
 

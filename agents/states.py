@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from scoring.snapshot import decode_state, encode_state
@@ -22,12 +22,13 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
     """The engine's view of a Faust table of encoded states.
 
     Reads come from a decoded cache (decoding on every event would dominate the cost);
-    every write goes to the table, so to its changelog and store. Faust only allows table
-    writes while processing an event of the member's own partition.
+    every write goes to the store and the changelog of the member's own partition, so a
+    worker may update any member whose partition it owns, whatever event it is processing.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, partition_of: Callable[[bytes], int]) -> None:
         self._table = table
+        self._partition_of = partition_of
         self._cache: dict[MemberKey, MemberState] = {}
 
     def __getitem__(self, key: MemberKey) -> MemberState:
@@ -41,11 +42,16 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
 
     def __setitem__(self, key: MemberKey, state: MemberState) -> None:
         self._cache[key] = state
-        self._table[table_key(key)] = encode_state(state)
+        self._write(table_key(key), encode_state(state))
 
     def __delitem__(self, key: MemberKey) -> None:
         self._cache.pop(key, None)
-        del self._table[table_key(key)]
+        self._write(table_key(key), None)
+
+    def _write(self, raw_key: bytes, value: bytes | None) -> None:
+        partition = self._partition_of(raw_key)
+        self._table.data.set_in_partition(raw_key, value, partition)
+        self._table.send_changelog(partition, raw_key, value)
 
     def __iter__(self) -> Iterator[MemberKey]:
         return (member_key(k) for k in list(self._table.keys()))

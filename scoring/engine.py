@@ -7,6 +7,7 @@ table in the service), so both runners drive the same code and give the same num
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import MutableMapping
 from enum import StrEnum
 
@@ -20,7 +21,8 @@ from scoring.scores import NDIM, explain, presence_sides, score_at
 from scoring.state import ACTOR, TARGET, DayBucket, MemberKey, MemberState
 from scoring.tiers import crossing_time, next_tier
 
-WEEK_OFFSET_DAYS = 3  # 1970-01-01 was a Thursday; weeks start on Monday
+WEEK_OFFSET_DAYS = 3
+CADENCE_WINDOW = 96  # most recent open-day events judged when that many are pending  # 1970-01-01 was a Thursday; weeks start on Monday
 
 
 class Outcome(StrEnum):
@@ -263,7 +265,7 @@ class Engine:
     def _record_cadence(self, state: MemberState, bucket: DayBucket, action: int, t: float) -> None:
         if bucket.times is None:
             bucket.times = {}
-        bucket.times.setdefault(action, []).append(t)
+        insort(bucket.times.setdefault(action, []), t)
         self._judge_cadence(state, action)
 
     def _judge_cadence(self, state: MemberState, action: int) -> None:
@@ -274,10 +276,16 @@ class Engine:
         for day in sorted(state.buckets):
             times = state.buckets[day].times
             if times and action in times:
-                pending.extend(sorted(times[action]))
+                pending.extend(times[action])  # each day's times are kept sorted
         if (closed[0] if closed else 0) + len(pending) < spec.min_events:
             return
-        stats = list(closed) if closed else cadence.new_stats()
+        if len(pending) > CADENCE_WINDOW:
+            # Enough open-day events to judge on their own; bounds the cost per event while
+            # a streaming runner keeps many days open.
+            stats = cadence.new_stats()
+            pending = pending[-CADENCE_WINDOW:]
+        else:
+            stats = list(closed) if closed else cadence.new_stats()
         cadence.fold(stats, pending)
         b = cadence.burstiness(stats)
         bursts = dict(state.bursts or {})
@@ -331,6 +339,9 @@ class Engine:
         if state is None:
             return None
         policy = self.policy
+        # A credit may arrive after the member's own later events; reading the score before
+        # them with their mass included would overstate it, so read at the member's own clock.
+        t = max(t, state.newest_time)
         score = score_at(policy, state, t)
         tier = next_tier(policy.tier_floors, policy.spec.hysteresis, state.tier, score)
         if tier == state.tier and abs(score - state.emitted_score) < policy.spec.change_threshold:

@@ -19,7 +19,7 @@ class SnapshotError(ValueError):
 
 
 def _bucket_out(b: DayBucket) -> list[Any]:
-    return [b.active, b.counts, b.effective, b.peers, b.credited, sorted(b.ids), b.times]
+    return [b.active, b.counts, b.effective, b.peers, b.credited, list(b.ids), b.times]
 
 
 def _bucket_in(raw: list[Any]) -> DayBucket:
