@@ -179,7 +179,8 @@ def publish(file: Path, bootstrap: str, topic: str) -> None:
 
     from rich.progress import Progress
 
-    from stream.publisher import publish as send, read_csv, read_jsonl
+    from stream.publisher import publish as send
+    from stream.publisher import read_csv, read_jsonl
 
     try:
         records = list(read_csv(file) if file.suffix.lower() == ".csv" else read_jsonl(file))

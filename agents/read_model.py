@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -23,6 +24,10 @@ from scoring.scores import snapshot_at
 OVERALL = "overall"
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(MemberScore)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def member_key(community: str, member: str) -> str:
@@ -107,11 +112,11 @@ async def read_leaderboard(
     """Members ranked by a dimension's current value, or by overall score at `t`."""
     if dimension == OVERALL:
         members = [
-            m.decode() for m in await client.zrange(leaderboard_key(community, OVERALL), 0, -1)
+            _text(m) for m in await client.zrange(leaderboard_key(community, OVERALL), 0, -1)
         ]
         scored = [snapshot_at(policy, s, t) for s in await _snapshots(client, community, members)]
         scored.sort(key=lambda s: (-s.score, s.member))
         return scored[offset : offset + limit]
     board = leaderboard_key(community, dimension)
-    members = [m.decode() for m in await client.zrevrange(board, offset, offset + limit - 1)]
+    members = [_text(m) for m in await client.zrevrange(board, offset, offset + limit - 1)]
     return [snapshot_at(policy, s, t) for s in await _snapshots(client, community, members)]

@@ -16,13 +16,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from faust.stores import base
 from faust.streams import current_event
-from faust.types import TP, EventT
+from faust.types import TP
 from mode import Service
 from redis.exceptions import WatchError
 
@@ -44,7 +44,7 @@ class FlushStats:
         self.changelog_applied = 0  # changelog records applied during recovery
 
 
-class RedisStore(base.SerializedStore):  # type: ignore[misc]
+class RedisStore(base.SerializedStore[bytes, bytes]):
     """Table storage: in-memory working copy, Redis write-behind with offsets and fencing."""
 
     def __init__(self, url: Any, app: Any, table: Any, **kwargs: Any) -> None:
@@ -144,22 +144,18 @@ class RedisStore(base.SerializedStore):  # type: ignore[misc]
 
     def apply_changelog_batch(
         self,
-        batch: Iterable[EventT],
+        batch: Iterable[Any],
         to_key: Callable[[Any], Any],
         to_value: Callable[[Any], Any],
     ) -> None:
         """Recovery: apply changelog records to memory and queue them for Redis."""
         for event in batch:
             message = event.message
+            key: bytes | None = message.key
+            if key is None:
+                continue
             partition = message.partition
-            dirty = self._dirty.setdefault(partition, {})
-            if message.value is None:
-                self._data.pop(message.key, None)
-                self._partition_of.pop(message.key, None)
-            else:
-                self._data[message.key] = message.value
-                self._partition_of[message.key] = partition
-            dirty[message.key] = message.value
+            self.set_in_partition(key, message.value, partition)
             self._offsets[partition] = max(self._offsets.get(partition, -1), message.offset)
             self.stats.changelog_applied += 1
 
@@ -253,13 +249,14 @@ class RedisStore(base.SerializedStore):  # type: ignore[misc]
             await pipe.watch(owner_key)
             token = self._tokens.get(partition)
             current = await pipe.get(owner_key)
-            if token is None or current is None or current.decode() != token:
+            owner = current.decode() if isinstance(current, bytes) else current
+            if token is None or owner != token:
                 raise WatchError("fenced")
-            pipe.multi()
+            pipe.multi()  # type: ignore[no-untyped-call]
             upserts = {k: v for k, v in dirty.items() if v is not None}
             deletes = [k for k, v in dirty.items() if v is None]
             if upserts:
-                pipe.hset(data_key, mapping=upserts)
+                pipe.hset(data_key, mapping=cast("Mapping[Any, Any]", upserts))
             if deletes:
                 pipe.hdel(data_key, *deletes)
             if partition in self._offsets:

@@ -117,9 +117,9 @@ class Hearth:
             self.topics.scores, key_serializer="raw", value_serializer="raw"
         )
         self.edges_topic = app.topic(
-            self.topics.edges, key_serializer="raw", value_serializer="raw", partitions=1
+            self.topics.edges, key_serializer="raw", value_serializer="raw"
         )
-        raw = faust.Schema(
+        raw: Any = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
         self.table = app.Table(
@@ -155,8 +155,8 @@ class Hearth:
         app.timer(settings.flush_interval_seconds)(self._publish_dirty)
         app.timer(settings.decay_tick_seconds)(self._decay_tick)
         app.task(self._graph_loop)
-        app.on_partitions_revoked.connect(self._on_revoked)
-        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -275,9 +275,8 @@ class Hearth:
         self.runner.check(key, t, cause, changes)
         self._dirty.add(key)
         for change in changes:
-            self.counters.changes[
-                change.cause if change.cause in ("decay", "collusion") else "event"
-            ] = self.counters.changes.get(change.cause, 0) + 1
+            cause = change.cause if change.cause in ("decay", "collusion") else "event"
+            self.counters.changes[cause] = self.counters.changes.get(cause, 0) + 1
             await self.changes_topic.send(key=table_key(key), value=_encoder.encode(change))
 
     async def _dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
@@ -300,10 +299,9 @@ class Hearth:
         All workers share their marks through Redis.
         """
         if self._partition_marks:
-            await self.redis.hset(
-                self._marks_key, mapping={str(p): repr(t) for p, t in self._partition_marks.items()}
-            )
-        caught_up = {}
+            marks: dict[Any, Any] = {str(p): repr(t) for p, t in self._partition_marks.items()}
+            await self.redis.hset(self._marks_key, mapping=marks)
+        caught_up: dict[Any, Any] = {}
         for tp in self.app.consumer.assignment():
             if tp.topic != self.topics.credits:
                 continue
@@ -399,7 +397,9 @@ class Hearth:
                 if self.partition_of(command.key()) in self._local:
                     await self._member_command_value(command)
                 else:
-                    await self.credits.send(key=command.key(), value=command_encoder.encode(command))
+                    await self.credits.send(
+                        key=command.key(), value=command_encoder.encode(command)
+                    )
         flagged.clear()
         flagged.update(current)
 

@@ -1,4 +1,4 @@
-"""The service's one settings object, read from HEARTH_* environment variables at the entry point."""
+"""The service's one settings object, read from HEARTH_* variables at the entry point."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def register_views(hearth: Hearth) -> None:
         return msgspec.to_builtins(value)
 
     @app.page("/members/{community}/{member}")
-    class MemberView(web.View):  # type: ignore[misc]
+    class MemberView(web.View):
         async def get(self, request: web.Request, community: str, member: str) -> web.Response:
             try:
                 t = _as_of(request)
@@ -69,7 +69,7 @@ def register_views(hearth: Hearth) -> None:
             return self.json(body(score))
 
     @app.page("/leaderboard/{community}")
-    class LeaderboardView(web.View):  # type: ignore[misc]
+    class LeaderboardView(web.View):
         async def get(self, request: web.Request, community: str) -> web.Response:
             dimension = request.query.get("dimension", OVERALL)
             if dimension != OVERALL and dimension not in DIMENSIONS:
@@ -85,13 +85,34 @@ def register_views(hearth: Hearth) -> None:
             )
             return self.json({"dimension": dimension, "offset": offset, "members": body(rows)})
 
+    @app.page("/stats")
+    class Stats(web.View):
+        """Process counters for operators and tests (no member ids)."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            counters = hearth.counters
+            store = hearth.table.data
+            stats = getattr(store, "stats", None)
+            return self.json(
+                {
+                    "consumed": counters.consumed,
+                    "outcomes": counters.outcomes,
+                    "dead_letters": counters.dead_letters,
+                    "score_changes": counters.changes,
+                    "skipped_offsets": counters.skipped_offsets,
+                    "members": len(store),
+                    "watermark": hearth.watermark if hearth.watermark > 0 else None,
+                    "store": vars(stats) if stats is not None else {},
+                }
+            )
+
     @app.page("/healthz")
-    class Health(web.View):  # type: ignore[misc]
+    class Health(web.View):
         async def get(self, request: web.Request) -> web.Response:
             return self.json({"status": "ok"})
 
     @app.page("/readyz")
-    class Ready(web.View):  # type: ignore[misc]
+    class Ready(web.View):
         async def get(self, request: web.Request) -> web.Response:
             problems = []
             if app.rebalancing:

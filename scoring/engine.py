@@ -21,8 +21,8 @@ from scoring.scores import NDIM, explain, presence_sides, score_at
 from scoring.state import ACTOR, TARGET, DayBucket, MemberKey, MemberState
 from scoring.tiers import crossing_time, next_tier
 
-WEEK_OFFSET_DAYS = 3
-CADENCE_WINDOW = 96  # most recent open-day events judged when that many are pending  # 1970-01-01 was a Thursday; weeks start on Monday
+WEEK_OFFSET_DAYS = 3  # 1970-01-01 was a Thursday; weeks start on Monday
+CADENCE_WINDOW = 96  # most recent open-day events judged when that many are pending
 
 
 class Outcome(StrEnum):
