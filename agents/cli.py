@@ -69,9 +69,11 @@ def replay(
     print_tables(leaderboard(result.scores, top))
     rejected = sum(result.dead_letters.values())
     reasons = ", ".join(f"{r} {n}" for r, n in result.dead_letters.most_common())
+    ignored = ", ".join(f"{o} {n}" for o, n in result.outcomes.items() if n and o != "applied")
     click.echo(
-        f"{result.lines} lines, {result.outcomes['applied']} applied, "
-        f"{result.outcomes['duplicate']} duplicates, {rejected} dead-lettered"
+        f"{result.lines} lines, {result.outcomes['applied']} applied"
+        + (f", not applied: {ignored}" if ignored else "")
+        + f", {rejected} dead-lettered"
         + (f" ({reasons})" if reasons else "")
         + f"; {len(result.scores)} members, {len(result.changes)} score changes; "
         f"{result.seconds:.2f} s -> {out}",
@@ -116,6 +118,7 @@ def import_stackexchange(posts: Path, out: Path, community: str) -> None:
     from stream.synthetic import write_jsonl
 
     stats = ImportStats()
+    out.parent.mkdir(parents=True, exist_ok=True)
     count = write_jsonl(convert_posts(posts, community=community, stats=stats), out)
     click.echo(f"{count} events -> {out} ({stats})", err=True)
 
