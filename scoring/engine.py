@@ -17,7 +17,7 @@ from scoring import cadence
 from scoring.collusion import InteractionGraph
 from scoring.policy import DAY_SECONDS, PRESENCE, ActionRule, Policy
 from scoring.records import MemberScore, ScoreChange, rfc3339
-from scoring.scores import NDIM, explain, presence_sides, score_at
+from scoring.scores import NDIM, explain, presence_sides, score_at, score_curve
 from scoring.state import ACTOR, TARGET, DayBucket, MemberKey, MemberState
 from scoring.tiers import crossing_time, next_tier
 
@@ -370,7 +370,7 @@ class Engine:
             return None
         policy = self.policy
         level = policy.tier_floors[state.tier] * policy.spec.hysteresis
-        return crossing_time(lambda x: score_at(policy, state, x), level, after)
+        return crossing_time(score_curve(policy, state), level, after)
 
     @property
     def collusion_flagged(self) -> set[MemberKey]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import msgspec
 
@@ -72,22 +73,34 @@ def overall(policy: Policy, values: list[float]) -> float:
 
 def score_at(policy: Policy, state: MemberState, t: float) -> float:
     """Same as overall(values_at(...)), written for the per-event hot path."""
+    return score_curve(policy, state)(t)
+
+
+def score_curve(policy: Policy, state: MemberState) -> Callable[[float], float]:
+    """The member's score as a function of time, with no new events (masses read once)."""
     masses = damped_masses(policy, state)
-    dt = t - state.landmark
+    landmark = state.landmark
     p = policy.spec.combine_power
-    total = 0.0
-    for d, rate, scale, weight in policy.inside_dims:
-        mass = masses[d]
-        if mass > 0.0:
-            total += weight * (1.0 - math.exp(-mass * math.exp(-rate * dt) / scale)) ** p
-    inside: float = (total / policy.inside_weight) ** (1.0 / p)
+    terms = [(masses[d], rate, scale, weight) for d, rate, scale, weight in policy.inside_dims]
+    terms = [term for term in terms if term[0] > 0.0]
+    inv_weight = 1.0 / policy.inside_weight
     external = masses[EXTERNAL]
-    if external > 0.0:
-        saturation = 1.0 - math.exp(
-            -external * math.exp(-policy.rates[EXTERNAL] * dt) / policy.scales[EXTERNAL]
-        )
-        inside *= 1.0 + policy.spec.external_amplification * saturation
-    return 100.0 * min(1.0, inside)
+    ext_rate, ext_scale = policy.rates[EXTERNAL], policy.scales[EXTERNAL]
+    amplification = policy.spec.external_amplification
+    exp = math.exp
+
+    def curve(t: float) -> float:
+        dt = t - landmark
+        total = 0.0
+        for mass, rate, scale, weight in terms:
+            saturation = 1.0 - exp(-mass * exp(-rate * dt) / scale)
+            total += weight * (saturation * saturation if p == 2.0 else saturation**p)
+        inside: float = (total * inv_weight) ** (1.0 / p)
+        if external > 0.0:
+            inside *= 1.0 + amplification * (1.0 - exp(-external * exp(-ext_rate * dt) / ext_scale))
+        return 100.0 * min(1.0, inside)
+
+    return curve
 
 
 def _top_actions(policy: Policy, state: MemberState, t: float) -> list[ActionContribution]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
+from worker import Worker
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -119,3 +121,85 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+# -- the streaming pipeline: workers on their own Redis database -------------------------------
+
+PIPELINE_DB_LOCK = "hearth-tests:pipeline-db"
+
+
+@pytest.fixture
+def pipeline_redis_url(redis_url: str) -> Iterator[str]:
+    """URL of a Redis database (1-15) this test has to itself, emptied before and after.
+
+    The worker's Redis keys (its table store and read model) do not depend on its app id, so
+    workers must not share a database with other tests or with a worker started by hand on
+    database 0. A lock key claims the database for the duration of the test.
+    """
+    token = uuid4().hex
+    parts = urlsplit(redis_url)
+    for db in range(1, 16):
+        url = urlunsplit(parts._replace(path=f"/{db}"))
+        client = redis.Redis.from_url(url)
+        try:
+            if not client.set(PIPELINE_DB_LOCK, token, nx=True, ex=1800):
+                continue
+            client.flushdb()
+            client.set(PIPELINE_DB_LOCK, token, ex=1800)
+            yield url
+            if client.get(PIPELINE_DB_LOCK) == token.encode():
+                client.flushdb()
+            return
+        finally:
+            client.close()
+    pytest.fail("no free Redis database among 1-15 (all hold a pipeline test lock)")
+
+
+@pytest.fixture
+def pipeline_redis(pipeline_redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(pipeline_redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_worker(
+    topic_prefix: str, kafka_bootstrap: str, pipeline_redis_url: str, tmp_path: Path
+) -> Iterator[Callable[..., Worker]]:
+    """A factory of `Worker`s (not started); every one is killed and its topics deleted after.
+
+    By default a worker uses the test's topic prefix, an app id derived from it, a data dir
+    under tmp_path and the test's Redis database; keyword arguments override them.
+    """
+    workers: list[Worker] = []
+
+    def make(
+        *,
+        app_id: str | None = None,
+        prefix: str | None = None,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Worker:
+        app_id = app_id or topic_prefix.rstrip(".")
+        worker = Worker(
+            app_id=app_id,
+            topic_prefix=prefix or topic_prefix,
+            data_dir=tmp_path / f"data-{app_id}",
+            redis_url=redis_url or pipeline_redis_url,
+            kafka_bootstrap=kafka_bootstrap,
+            log_dir=tmp_path / f"logs-{app_id}-{len(workers)}",
+            env=env,
+        )
+        workers.append(worker)
+        return worker
+
+    try:
+        yield make
+    finally:
+        for worker in workers:
+            worker.close()
+        # Faust's own topics (the table changelog, the assignor's) are named after the app id.
+        for prefix in {f"{w.app_id}-" for w in workers} | {w.topic_prefix for w in workers}:
+            asyncio.run(_delete_topics(kafka_bootstrap, prefix))

@@ -8,7 +8,9 @@ process is gone when the test ends, passed or not.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import signal
 import socket
@@ -19,8 +21,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from scoring.records import MemberScore
+from stream.publisher import publish, read_jsonl
+from stream.synthetic import DEFAULT_COUNTS, generate_community, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -238,3 +248,163 @@ class Worker:
             return status == 200 and bool(body.get("ready"))
 
         self.wait_until(ready, timeout, "/readyz")
+
+
+# -- Kafka helpers -------------------------------------------------------------------------
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> offset one past the last message (what a consumer must reach)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata of every topic
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        offsets = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[ConsumerRecord]:
+    """Every message of `topic` from the beginning up to its current end, in partition order."""
+    ends = await end_offsets(bootstrap, topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        tps = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
+        if not tps:
+            return records
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + seconds
+        while any([await consumer.position(tp) < ends[tp.partition] for tp in tps]):
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"could not read {topic} to {ends} within {seconds}s")
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, batch in batches.items():
+                records.extend(r for r in batch if r.offset < ends[tp.partition])
+    finally:
+        await consumer.stop()
+    records.sort(key=lambda r: (r.partition, r.offset))
+    return records
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Messages of `topics` that consumer group `group` has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    lag = 0
+    for topic in topics:
+        for partition, end in (await end_offsets(bootstrap, topic)).items():
+            meta = committed.get(TopicPartition(topic, partition))
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(0, end - done)
+    return lag
+
+
+def publish_file(bootstrap: str, topic: str, path: Path) -> int:
+    """Publish a JSONL file with the project's publisher; returns the number sent."""
+    result = asyncio.run(publish(bootstrap, topic, read_jsonl(path)))
+    assert result.failed == 0, result.errors
+    return result.sent
+
+
+def _progress(stats: Mapping[str, Any]) -> tuple[Any, ...]:
+    store = stats.get("store", {})
+    return (
+        stats["consumed"],
+        sorted(stats["outcomes"].items()),
+        sorted(stats["score_changes"].items()),
+        stats["members"],
+        store.get("keys_flushed"),
+    )
+
+
+def wait_drained(
+    worker: Worker, timeout: float = 120.0, consumed: int | None = None, quiet: float = 1.5
+) -> dict[str, Any]:
+    """Until the worker has consumed everything published and gone quiet; returns its stats.
+
+    Everything: `consumed` activity messages counted by this process (when given), and the
+    app's consumer group has committed the end of the activity and credits topics. Quiet: the
+    counters (and the store's flushed keys) stay the same for `quiet` seconds, so the last
+    snapshots have reached Redis and the scores topic.
+    """
+    names = [f"{worker.topic_prefix}activity", f"{worker.topic_prefix}credits"]
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(1.0, deadline - time.monotonic())
+
+    if consumed is not None:
+        worker.wait_until(
+            lambda: worker.stats()["consumed"] >= consumed, left(), f"{consumed} consumed"
+        )
+
+    def no_lag() -> bool:
+        return asyncio.run(group_lag(worker.kafka_bootstrap, worker.app_id, names)) == 0
+
+    worker.wait_until(no_lag, left(), f"group {worker.app_id} to commit the end of {names}", 0.5)
+    seen: dict[str, Any] = {"progress": None, "since": time.monotonic()}
+
+    def settled() -> dict[str, Any] | None:
+        stats = worker.stats()
+        progress = _progress(stats)
+        now = time.monotonic()
+        if progress != seen["progress"]:
+            seen["progress"], seen["since"] = progress, now
+            return None
+        return stats if now - seen["since"] >= quiet else None
+
+    return worker.wait_until(settled, left(), f"stats to stay unchanged for {quiet}s")
+
+
+# -- logs and scores -----------------------------------------------------------------------
+
+COMMUNITY = "demo"
+LOG_START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def write_community(
+    path: Path, *, seed: int, divisor: int = 2, days: int = 20
+) -> list[dict[str, Any]]:
+    """A synthetic community log (the default archetype counts divided by `divisor`)."""
+    counts = {archetype: max(1, n // divisor) for archetype, n in DEFAULT_COUNTS.items()}
+    events = generate_community(seed=seed, days=days, start=LOG_START, counts=counts)
+    write_jsonl(events, path)
+    return events
+
+
+def close(a: float, b: float, rel: float = 1e-9) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def score_mismatches(
+    expected: Mapping[str, MemberScore], actual: Mapping[str, MemberScore], what: str
+) -> list[str]:
+    """Human-readable differences of score, dimensions, tier and flags, member by member."""
+    problems = []
+    for member in sorted(expected.keys() | actual.keys()):
+        want, got = expected.get(member), actual.get(member)
+        if want is None or got is None:
+            problems.append(f"{member}: only in {'expected' if got is None else what}")
+            continue
+        if not close(want.score, got.score):
+            problems.append(f"{member}: score {want.score!r} != {what} {got.score!r}")
+        for dim, value in want.dimensions.items():
+            if not close(value, got.dimensions.get(dim, 0.0)):
+                problems.append(f"{member}: {dim} {value!r} != {what} {got.dimensions.get(dim)!r}")
+        if want.tier != got.tier:
+            problems.append(f"{member}: tier {want.tier} != {what} {got.tier}")
+        if want.flags != got.flags:
+            problems.append(f"{member}: flags {want.flags} != {what} {got.flags}")
+    return problems

@@ -141,7 +141,7 @@ def test_replay_a_hostile_file(tmp_path: Path, hostile: Hostile) -> None:
     assert "\\xff" in utf8["raw"]
     # the summary on stderr counts applied events, the duplicate and the dead letters
     assert f"{good - 1} applied" in result.stderr
-    assert "1 duplicates" in result.stderr
+    assert "duplicate 1" in result.stderr
     assert f"{len(bad)} dead-lettered" in result.stderr
     for reason, n in Counter(bad.values()).items():
         assert f"{reason} {n}" in result.stderr
