@@ -59,7 +59,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         self._worker = uuid.uuid4().hex[:12]
         self._flush_lock = asyncio.Lock()
         self.stats = FlushStats()
-        prefix = f"hearth:table:{self.table_name}"
+        prefix = f"hearth:table:{app.conf.id}:{self.table_name}"
         self._offsets_key = f"{prefix}:offsets"
         self._data_key = prefix + ":p{}"
         self._owner_key = prefix + ":owner:{}"

@@ -65,6 +65,18 @@ class Counters:
         self.outcomes[name] = self.outcomes.get(name, 0) + 1
 
 
+class FlushBeforeCommit(faust.Sensor):
+    """Writes coalesced member states out before Faust commits the offsets that produced them."""
+
+    def __init__(self, states: TableStates) -> None:
+        super().__init__()
+        self._states = states
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self._states.flush()
+        return None
+
+
 class Hearth:
     """Builds and holds the Faust app with its agents; `hearth worker` runs it."""
 
@@ -129,6 +141,7 @@ class Hearth:
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
         self.states = TableStates(self.table, self.partition_of)
+        app.sensors.add(FlushBeforeCommit(self.states))
         self.engine = Engine(self.policy, self.states, salt=settings.salt)
         self.runner = Runner(self.engine)
         # Days close from the low watermark of all activity partitions (shared through Redis),
@@ -324,6 +337,7 @@ class Hearth:
 
     async def _publish_dirty(self) -> None:
         """Snapshots of changed members to Redis and to the compacted scores topic."""
+        self.states.flush()
         await self._share_watermarks()
         if not self._dirty:
             return

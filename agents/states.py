@@ -21,15 +21,18 @@ def member_key(raw: bytes) -> MemberKey:
 class TableStates(MutableMapping[MemberKey, MemberState]):
     """The engine's view of a Faust table of encoded states.
 
-    Reads come from a decoded cache (decoding on every event would dominate the cost);
-    every write goes to the store and the changelog of the member's own partition, so a
-    worker may update any member whose partition it owns, whatever event it is processing.
+    Reads come from a decoded cache (decoding on every event would dominate the cost).
+    Writes are coalesced: a member changed by many events is encoded once per `flush`, into
+    the store and the changelog of the member's own partition, so a worker may update any
+    member whose partition it owns, whatever event it is processing. The service flushes
+    before every offset commit, so no committed event's effect exists only in memory.
     """
 
     def __init__(self, table: Any, partition_of: Callable[[bytes], int]) -> None:
         self._table = table
         self._partition_of = partition_of
         self._cache: dict[MemberKey, MemberState] = {}
+        self._dirty: set[MemberKey] = set()
 
     def __getitem__(self, key: MemberKey) -> MemberState:
         state = self._cache.get(key)
@@ -42,11 +45,21 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
 
     def __setitem__(self, key: MemberKey, state: MemberState) -> None:
         self._cache[key] = state
-        self._write(table_key(key), encode_state(state))
+        self._dirty.add(key)
 
     def __delitem__(self, key: MemberKey) -> None:
+        self.flush()
         self._cache.pop(key, None)
         self._write(table_key(key), None)
+
+    def flush(self) -> int:
+        """Encode and write every member changed since the last flush."""
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            state = self._cache.get(key)
+            if state is not None:
+                self._write(table_key(key), encode_state(state))
+        return len(dirty)
 
     def _write(self, raw_key: bytes, value: bytes | None) -> None:
         partition = self._partition_of(raw_key)
@@ -54,11 +67,14 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
         self._table.send_changelog(partition, raw_key, value)
 
     def __iter__(self) -> Iterator[MemberKey]:
+        self.flush()
         return (member_key(k) for k in list(self._table.keys()))
 
     def __len__(self) -> int:
+        self.flush()
         return len(self._table)
 
     def forget(self) -> None:
         """Drop the decoded cache (after a rebalance the table is the truth)."""
+        self.flush()
         self._cache.clear()

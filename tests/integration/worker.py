@@ -253,15 +253,25 @@ class Worker:
 # -- Kafka helpers -------------------------------------------------------------------------
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0:
+        raise AssertionError(f"cannot describe topic {topic}: {described}")
+    return sorted(p["partition"] for p in described["partitions"])
+
+
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """Partition -> offset one past the last message (what a consumer must reach)."""
+    tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata of every topic
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        offsets = await consumer.end_offsets(tps) if tps else {}
+        offsets = await consumer.end_offsets(tps)
         return {tp.partition: offset for tp, offset in offsets.items()}
     finally:
         await consumer.stop()
@@ -270,15 +280,15 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[ConsumerRecord]:
     """Every message of `topic` from the beginning up to its current end, in partition order."""
     ends = await end_offsets(bootstrap, topic)
+    tps = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
+    records: list[ConsumerRecord] = []
+    if not tps:
+        return records
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    records: list[ConsumerRecord] = []
     try:
-        tps = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
-        if not tps:
-            return records
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + seconds
