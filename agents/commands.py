@@ -28,7 +28,10 @@ class MemberCommand(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Edge(msgspec.Struct, frozen=True):
-    """A credit-bearing interaction from `giver` to `receiver`, for the collusion graph."""
+    """A credit-bearing interaction from `giver` to `receiver`, for the collusion graph.
+
+    Edges are sent in batches: each message on `hearth.edges` is a JSON array of edges.
+    """
 
     community: str
     giver: str
@@ -38,4 +41,4 @@ class Edge(msgspec.Struct, frozen=True):
 
 command_encoder = msgspec.json.Encoder()
 command_decoder = msgspec.json.Decoder(MemberCommand)
-edge_decoder = msgspec.json.Decoder(Edge)
+edge_decoder = msgspec.json.Decoder(list[Edge])  # edges travel in batches
