@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.commands import Edge, MemberCommand, command_decoder, command_encoder, edge_decoder
+from agents.metrics import HearthMetrics
 from agents.read_model import write_snapshots
 from agents.settings import Settings
 from agents.states import TableStates, table_key
@@ -173,6 +174,7 @@ class Hearth:
         app.task(self._graph_loop)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.metrics = HearthMetrics(self.policy).bind(self)
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -180,10 +182,12 @@ class Hearth:
         # Batches amortise Faust's per-message overhead; events still apply one by one in order.
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             for event in events:
+                started = time.perf_counter()
                 if event.message.topic == self.topics.credits:
                     await self._member_command(event)
                 else:
                     await self._activity(event)
+                self.metrics.processed(event.message, started)
             yield None
 
     async def _activity(self, event: Any) -> None:
@@ -191,6 +195,7 @@ class Hearth:
         message = event.message
         result = self.decoder.decode(event.value or b"", time.time())
         if isinstance(result, DeadLetter):
+            self.metrics.event(None, "dead_letter")
             await self._dead_letter(message.key, result)
             return
         expected = f"{result.community}/{result.actor}".encode()
@@ -198,6 +203,7 @@ class Hearth:
             # Not keyed by community/actor: re-key so the actor's partition owns it.
             await self.activity.send(key=expected, value=event.value)
             self.counters.outcome("rekeyed")
+            self.metrics.event(result.type, "rekeyed")
             return
         t = result.time.timestamp()
         if t > self._partition_marks.get(message.partition, float("-inf")):
@@ -210,16 +216,19 @@ class Hearth:
         if state is not None and offset <= state.applied_offset:
             self.counters.skipped_offsets += 1
             self.counters.outcome(Outcome.DUPLICATE)
+            self.metrics.event(event.type, Outcome.DUPLICATE, event.time.timestamp())
             return
         t = event.time.timestamp()
         rule = self.policy.rules[event.type]
         if event.target == event.actor:
             self.counters.outcome(Outcome.SELF_INTERACTION)
+            self.metrics.event(event.type, Outcome.SELF_INTERACTION, t)
             return
         outcome = self.engine.apply_side(
             key, rule, ACTOR, t, stable_hash(event.id, self.settings.salt), event.target
         )
         self.counters.outcome(outcome)
+        self.metrics.event(event.type, outcome, t)
         if outcome is Outcome.TOO_LATE:
             await self._dead_letter(
                 table_key(key),
@@ -275,6 +284,7 @@ class Hearth:
                 key, rule, TARGET, command.t, id_hash, command.counterpart
             )
             self.counters.outcome(f"target_{outcome}")
+            self.metrics.credit(command.action, outcome)
             if outcome is Outcome.APPLIED:
                 await self._emit_check(key, command.t, command.id)
         elif command.kind == "decay":
@@ -294,12 +304,14 @@ class Hearth:
         for change in changes:
             cause = change.cause if change.cause in ("decay", "collusion") else "event"
             self.counters.changes[cause] = self.counters.changes.get(cause, 0) + 1
+            self.metrics.score_change(cause)
             await self.changes_topic.send(key=table_key(key), value=_encoder.encode(change))
 
     async def _dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.counters.dead_letters[letter.reason] = (
             self.counters.dead_letters.get(letter.reason, 0) + 1
         )
+        self.metrics.dead_letter(letter.reason)
         await self.dead_letter_topic.send(
             key=key,
             value=letter.raw,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from faust import web
 
+from agents.metrics import CONTENT_TYPE
 from agents.read_model import OVERALL, read_leaderboard, read_member
 from scoring.policy import DIMENSIONS
 
@@ -105,6 +106,14 @@ def register_views(hearth: Hearth) -> None:
                     "store": vars(stats) if stats is not None else {},
                 }
             )
+
+    @app.page("/metrics")
+    class Metrics(web.View):
+        """Prometheus text exposition (format 0.0.4) of this worker's metrics."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            body = hearth.metrics.exposition()
+            return self.bytes(body, headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/healthz")
     class Health(web.View):

@@ -12,7 +12,7 @@ What "naive" means here (what a team would write first, with Faust's defaults):
   work per event than Hearth (which applies both sides, checks score changes and publishes a read
   model). No score-change checks, no read model, no dead-letter topic.
 
-Run by the harness as `python bench/naive_agent.py worker -l warning` with its settings in
+Run by the harness as `python bench/naive_agent.py worker -l warn` with its settings in
 NAIVE_* environment variables; progress is served on GET /count of its web port.
 """
 

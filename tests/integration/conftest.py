@@ -132,9 +132,9 @@ PIPELINE_DB_LOCK = "hearth-tests:pipeline-db"
 def pipeline_redis_url(redis_url: str) -> Iterator[str]:
     """URL of a Redis database (1-15) this test has to itself, emptied before and after.
 
-    The worker's Redis keys (its table store and read model) do not depend on its app id, so
-    workers must not share a database with other tests or with a worker started by hand on
-    database 0. A lock key claims the database for the duration of the test.
+    The read model's keys (hearth:member:*, hearth:lb:*) do not depend on the app id, so a
+    test's workers must not share a database with other tests or with a worker started by hand
+    on database 0. A lock key claims the database for the duration of the test.
     """
     token = uuid4().hex
     parts = urlsplit(redis_url)

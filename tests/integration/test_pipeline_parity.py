@@ -48,7 +48,7 @@ def transitions(changes: list[ScoreChange]) -> set[Transition]:
     return {(c.member, c.old_tier, c.new_tier) for c in changes if c.old_tier != c.new_tier}
 
 
-@pytest.mark.parametrize("seed", [5])
+@pytest.mark.parametrize("seed", [5, 11])
 def test_pipeline_matches_replay(
     seed: int, make_worker: Callable[..., Worker], kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -1,0 +1,164 @@
+"""Soak: a steady offered load against one worker for a while, reporting throughput, lag and RSS.
+
+Usage: python bench/soak.py [--rate 500] [--minutes 10] [--members 20000] [--out FILE]
+Needs the services of `make services-up`. Prints one line per sample and a summary; RSS must
+plateau (the summary compares the last third of the run with the middle third).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from stream.synthetic import generate_bulk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def stats(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as answer:  # noqa: S310
+        result: dict[str, Any] = json.load(answer)
+        return result
+
+
+async def produce(topic: str, rate: int, seconds: float, members: int, sent: list[int]) -> None:
+    """Offer `rate` events/s of fresh, current-time events for `seconds`."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9092", linger_ms=5)
+    await producer.start()
+    try:
+        events = generate_bulk(
+            seed=3,
+            events=int(rate * seconds) + 1,
+            members=members,
+            start=datetime.now(UTC),
+            days=max(1, int(seconds // 86400) + 1),
+        )
+        started = time.monotonic()
+        for n, raw in enumerate(events):
+            due = started + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            body = json.loads(raw)
+            body["time"] = datetime.now(UTC).isoformat()  # live events, not a backfill
+            key = f"{body['community']}/{body['actor']}".encode()
+            await producer.send(topic, json.dumps(body).encode(), key=key)
+            sent[0] = n + 1
+            if time.monotonic() - started > seconds:
+                break
+    finally:
+        await producer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--sample-seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "build/bench/soak.json")
+    args = parser.parse_args()
+
+    run_id = f"soak{int(time.time())}"
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="hearth-soak-"))
+    env = {
+        **os.environ,
+        "HEARTH_APP_ID": run_id,
+        "HEARTH_TOPIC_PREFIX": f"{run_id}.",
+        "HEARTH_WEB_PORT": str(port),
+        "HEARTH_DATA_DIR": str(data_dir),
+    }
+    log = (data_dir / "worker.log").open("wb")
+    worker = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "agents.cli", "worker"], env=env, stdout=log, stderr=log, cwd=ROOT
+    )
+    samples: list[dict[str, Any]] = []
+    sent = [0]
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                stats(port)
+                break
+            except OSError:
+                time.sleep(1)
+        seconds = args.minutes * 60
+        loop = asyncio.new_event_loop()
+        producer = loop.run_in_executor(
+            None,
+            lambda: asyncio.run(
+                produce(f"{run_id}.activity", args.rate, seconds, args.members, sent)
+            ),
+        )
+        started = time.monotonic()
+        previous = (started, 0)
+        while not producer.done() or time.monotonic() - started < seconds + 5:
+            loop.run_until_complete(asyncio.sleep(args.sample_seconds))
+            now = time.monotonic()
+            consumed = int(stats(port)["consumed"])
+            sample = {
+                "t": round(now - started, 1),
+                "sent": sent[0],
+                "consumed": consumed,
+                "lag": sent[0] - consumed,
+                "events_per_second": round((consumed - previous[1]) / (now - previous[0]), 1),
+                "rss_mib": round(rss_bytes(worker.pid) / 2**20, 1),
+            }
+            previous = (now, consumed)
+            samples.append(sample)
+            print(json.dumps(sample), flush=True)
+            if producer.done() and sample["lag"] <= 0:
+                break
+        loop.run_until_complete(producer)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()
+    third = max(1, len(samples) // 3)
+    middle = [s["rss_mib"] for s in samples[third : 2 * third]] or [0.0]
+    last = [s["rss_mib"] for s in samples[2 * third :]] or [0.0]
+    summary = {
+        "rate": args.rate,
+        "minutes": args.minutes,
+        "sent": sent[0],
+        "consumed": samples[-1]["consumed"] if samples else 0,
+        "max_lag": max((s["lag"] for s in samples), default=0),
+        "rss_mib_middle_mean": round(sum(middle) / len(middle), 1),
+        "rss_mib_last_mean": round(sum(last) / len(last), 1),
+        "samples": samples,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2))
+    print({k: v for k, v in summary.items() if k != "samples"})
+
+
+if __name__ == "__main__":
+    main()
