@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/hearth demo
 
 services-up:
-	bash deploy/services.sh up
+	bash deploy/services.sh up kafka redis prometheus
 
 services-down:
 	bash deploy/services.sh down

@@ -52,6 +52,11 @@ class EventDecoder:
         except UnicodeDecodeError as exc:
             return DeadLetter(Reason.INVALID_UTF8, str(exc), raw)
         except msgspec.ValidationError as exc:
+            # The typed decoder may reject the shape before it reaches a syntax error.
+            try:
+                msgspec.json.decode(raw)
+            except msgspec.DecodeError as syntax:
+                return DeadLetter(Reason.INVALID_JSON, str(syntax), raw)
             return DeadLetter(Reason.SCHEMA, str(exc), raw)
         except msgspec.DecodeError as exc:
             return DeadLetter(Reason.INVALID_JSON, str(exc), raw)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from worker import (
     COMMUNITY,
     Worker,
@@ -172,10 +174,99 @@ def test_sigkill_mid_stream_then_restart(
     # Dead letters of all three processes (the counters in /stats are the last one's only).
     letters = asyncio.run(read_topic(kafka_bootstrap, f"{worker.topic_prefix}activity.dlq"))
     reasons = Counter(dict(r.headers)["reason"].decode() for r in letters)
-    assert not mismatches and not gaps and not reasons, (
-        f"after crashes {crashes} (last worker: {stats['outcomes']}):\n"
-        f"dead letters: {dict(reasons)}\n"
-        + "\n".join(["scores differ from the replay:", *mismatches])
-        + "\n"
-        + "\n".join(["score-change seqs lost:", *gaps])
+    if mismatches or gaps or reasons:
+        pytest.fail(
+            f"after crashes {crashes} (outcomes in the last worker: {stats['outcomes']}):\n"
+            f"dead letters: {dict(reasons)}\n"
+            + "\n".join(["scores differ from the replay:", *mismatches])
+            + "\n"
+            + "\n".join(["score-change seqs lost:", *gaps])
+        )
+
+
+def _table_keys(client: redis.Redis, app_id: str, member_key: bytes) -> tuple[bytes, bytes]:
+    """The Redis hash holding a member's table state, and the hash of changelog offsets."""
+    data = offsets = None
+    for key in client.scan_iter(match=f"hearth:table:*{app_id}*"):
+        if key.endswith(b":offsets"):
+            offsets = key
+        elif client.type(key) == b"hash" and client.hexists(key, member_key):
+            data = key
+    assert data is not None and offsets is not None, list(client.scan_iter(match="hearth:*"))
+    return data, offsets
+
+
+async def _commit(bootstrap: str, group: str, tp: TopicPartition, offset: int) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()
+
+
+def test_redelivered_interaction_credits_a_target_whose_write_was_lost(
+    make_worker: Callable[..., Worker],
+    kafka_bootstrap: str,
+    pipeline_redis: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """A crash can keep the actor's state (which marks the event applied) and lose the target's.
+
+    The two states are written to different keys, usually of different changelog partitions,
+    so a crash can persist one write and not the other. The event is then consumed again (its
+    offset was not committed); the actor side is rightly skipped, but the target's credit must
+    be sent again, or it is lost for good. This test builds that state deterministically: it
+    rolls the target's stored state back to before the credit, with no newer changelog record,
+    and the consumer group's offset back to before the event.
+    """
+    lines = [
+        '{"id":"p1","type":"post.created","community":"demo","actor":"bob",'
+        '"time":"2026-01-20T09:00:00Z"}',
+        '{"id":"r1","type":"reply.created","community":"demo","actor":"ann","target":"bob",'
+        '"time":"2026-01-20T10:00:00Z"}',
+        '{"id":"p2","type":"post.created","community":"demo","actor":"bob",'
+        '"time":"2026-01-20T11:00:00Z"}',
+    ]
+    files = []
+    for n, line in enumerate(lines):
+        files.append(tmp_path / f"{n}.jsonl")
+        files[-1].write_text(line + "\n")
+    everything = tmp_path / "all.jsonl"
+    everything.write_text("\n".join(lines) + "\n")
+    replay = replay_file(everything, load_policy(None), as_of=None, dead_letters=None)
+
+    worker = make_worker().start()
+    worker.wait_ready()
+    activity = f"{worker.topic_prefix}activity"
+    publish_file(kafka_bootstrap, activity, files[0])
+    wait_drained(worker, consumed=1)
+    data_key, offsets_key = worker.wait_until(
+        lambda: _table_keys(pipeline_redis, worker.app_id, b"demo/bob"), 10, "bob in Redis"
+    )
+    bob_before_credit = pipeline_redis.hget(data_key, b"demo/bob")
+    publish_file(kafka_bootstrap, activity, files[1])
+    wait_drained(worker, consumed=2)
+    assert worker.stop() == 0
+    assert pipeline_redis.hget(data_key, b"demo/bob") != bob_before_credit, "no credit stored"
+
+    # The crash: bob's write was lost (his stored state is the one before the credit, and the
+    # changelog has nothing newer to replay), ann's survived, and r1 was not committed.
+    changelog = f"{worker.app_id}-members-changelog"
+    partition = int(data_key.rsplit(b":p", 1)[1])
+    end = asyncio.run(end_offsets(kafka_bootstrap, changelog))[partition]
+    pipeline_redis.hset(data_key, b"demo/bob", bob_before_credit)
+    pipeline_redis.hset(offsets_key, str(partition), str(end - 1))
+    (reply,) = [r for r in asyncio.run(read_topic(kafka_bootstrap, activity)) if b'"r1"' in r.value]
+    tp = TopicPartition(activity, reply.partition)
+    asyncio.run(_commit(kafka_bootstrap, worker.app_id, tp, reply.offset))
+
+    worker.start()
+    worker.wait_ready()
+    publish_file(kafka_bootstrap, activity, files[2])  # bob acts again: his snapshot is rewritten
+    stats = wait_drained(worker, consumed=2)
+    assert stats["skipped_offsets"] == 1, stats  # r1 came again and ann's side was skipped
+    _assert_matches_replay(worker, replay)
