@@ -155,6 +155,7 @@ class Hearth:
         self._marks_key = f"hearth:watermarks:{settings.app_id}"
         self._safe_key = f"hearth:credits-safe:{settings.app_id}"
         self._credit_offsets: dict[int, int] = {}
+        self._activity_offsets: dict[int, int] = {}
         self._previous_low = float("-inf")
         self._dirty: set[MemberKey] = set()
         self._edges: list[Edge] = []
@@ -193,6 +194,7 @@ class Hearth:
     async def _activity(self, event: Any) -> None:
         self.counters.consumed += 1
         message = event.message
+        self._activity_offsets[message.partition] = message.offset
         result = self.decoder.decode(event.value or b"", time.time())
         if isinstance(result, DeadLetter):
             self.metrics.event(None, "dead_letter")
@@ -320,33 +322,48 @@ class Hearth:
 
     # -- timers ----------------------------------------------------------------------------
 
+    def _caught_up(self, topic: str, offsets: dict[int, int]) -> list[int]:
+        """Assigned partitions of `topic` with nothing left to read (known high watermark)."""
+        consumer = self.app.consumer
+        done = []
+        for tp in consumer.assignment():
+            if tp.topic == topic:
+                highwater = consumer.highwater(tp)
+                if highwater is not None and offsets.get(tp.partition, -1) + 1 >= highwater:
+                    done.append(tp.partition)
+        return done
+
     async def _share_watermarks(self) -> None:
         """Adopt the time before which no input can still bring events: the close horizon.
 
         That is the low watermark of all activity partitions, held back while a credits
-        partition still has unread credits (they were produced at an older watermark).
+        partition still has unread credits (they were produced at an older watermark). A
+        partition with nothing left to read does not hold it back: it takes the highest mark.
         All workers share their marks through Redis.
         """
-        if self._partition_marks:
-            marks: dict[Any, Any] = {str(p): repr(t) for p, t in self._partition_marks.items()}
-            await self.redis.hset(self._marks_key, mapping=marks)
-        caught_up: dict[Any, Any] = {}
-        for tp in self.app.consumer.assignment():
-            if tp.topic != self.topics.credits:
-                continue
-            highwater = self.app.consumer.highwater(tp)
-            if highwater is None or self._credit_offsets.get(tp.partition, -1) + 1 >= highwater:
-                caught_up[str(tp.partition)] = repr(self._previous_low)
-        if caught_up and self._previous_low > float("-inf"):
-            await self.redis.hset(self._safe_key, mapping=caught_up)
-        marks = await self.redis.hgetall(self._marks_key)
-        safe = await self.redis.hgetall(self._safe_key)
-        if len(marks) < self.settings.partitions or len(safe) < self.settings.partitions:
-            self._previous_low = min(map(float, marks.values())) if marks else float("-inf")
+        shared = {int(p): float(t) for p, t in (await self.redis.hgetall(self._marks_key)).items()}
+        shared.update(self._partition_marks)
+        top = max(shared.values(), default=float("-inf"))
+        if top > float("-inf"):
+            for partition in self._caught_up(self.topics.activity, self._activity_offsets):
+                shared[partition] = top
+        mine = {p: shared[p] for p in shared if p in self._local or p in self._partition_marks}
+        if mine:
+            await self.redis.hset(
+                self._marks_key, mapping={str(p): repr(t) for p, t in mine.items()}
+            )
+        credits_done = self._caught_up(self.topics.credits, self._credit_offsets)
+        if credits_done and self._previous_low > float("-inf"):
+            safe_marks: dict[Any, Any] = {str(p): repr(self._previous_low) for p in credits_done}
+            await self.redis.hset(self._safe_key, mapping=safe_marks)
+        if len(shared) < self.settings.partitions:
             return
-        activity_low = min(float(v) for v in marks.values())
-        low = min(activity_low, min(float(v) for v in safe.values()))
+        activity_low = min(shared.values())
+        safe = await self.redis.hgetall(self._safe_key)
         self._previous_low = activity_low
+        if len(safe) < self.settings.partitions:
+            return
+        low = min(activity_low, min(float(v) for v in safe.values()))
         self.watermark = max(self.watermark, low)
         late = self.policy.spec.late_days
         self.engine.close_horizon = int(self.watermark // 86400) - late - 1
