@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 
 import msgspec
@@ -44,8 +44,22 @@ def published_changes(bootstrap: str, topic: str) -> list[ScoreChange]:
     return changes
 
 
-def transitions(changes: list[ScoreChange]) -> set[Transition]:
-    return {(c.member, c.old_tier, c.new_tier) for c in changes if c.old_tier != c.new_tier}
+def transitions(changes: list[ScoreChange], skip: Set[str] = frozenset()) -> set[Transition]:
+    return {
+        (c.member, c.old_tier, c.new_tier)
+        for c in changes
+        if c.old_tier != c.new_tier and c.member not in skip
+    }
+
+
+def verdict_moved(*logs: list[ScoreChange]) -> set[str]:
+    """Members whose collusion verdict changed mid-stream in either run.
+
+    The service's graph task hands verdicts over a day boundary of event time later than the
+    replay does (README, Operations), so such members' intermediate tier path may differ; their
+    final scores and flags must still be equal, and that is checked for every member.
+    """
+    return {c.member for log in logs for c in log if c.cause == "collusion"}
 
 
 @pytest.mark.parametrize("seed", [5, 11])
@@ -69,7 +83,9 @@ def test_pipeline_matches_replay(
     assert score_mismatches(expected, actual, "pipeline") == []
 
     changes = published_changes(kafka_bootstrap, f"{worker.topic_prefix}score-changes")
-    want, got = transitions(replay.changes), transitions(changes)
+    skip = verdict_moved(replay.changes, changes)
+    assert len(skip) <= len(expected) // 4, skip
+    want, got = transitions(replay.changes, skip), transitions(changes, skip)
     assert want, "the log should move some member across a tier"
     problems = {
         "tier transitions only in the replay": sorted(want - got),

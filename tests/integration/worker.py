@@ -3,7 +3,10 @@
 A `Worker` runs the real console entry point (`python -m agents.cli worker`) as a subprocess
 with its own app id, topic prefix, data dir, Redis database and a free web port, logs to a
 file, and talks to it over its HTTP API. Use it as a context manager (or call `close()`) so the
-process is gone when the test ends, passed or not.
+process is gone when the test ends, passed or not (the `make_worker` fixture does).
+
+Also here, for the pipeline tests: reading a topic to its end, the consumer group's lag,
+`wait_drained` (everything consumed, committed and flushed), synthetic logs and score diffs.
 """
 
 from __future__ import annotations
