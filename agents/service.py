@@ -214,21 +214,20 @@ class Hearth:
 
     async def _apply_activity(self, event: ActivityEvent, offset: int) -> None:
         key = (event.community, event.actor)
-        state = self.states.get(key)
-        if state is not None and offset <= state.applied_offset:
-            self.counters.skipped_offsets += 1
-            self.counters.outcome(Outcome.DUPLICATE)
-            self.metrics.event(event.type, Outcome.DUPLICATE, event.time.timestamp())
-            return
         t = event.time.timestamp()
         rule = self.policy.rules[event.type]
         if event.target == event.actor:
             self.counters.outcome(Outcome.SELF_INTERACTION)
             self.metrics.event(event.type, Outcome.SELF_INTERACTION, t)
             return
-        outcome = self.engine.apply_side(
-            key, rule, ACTOR, t, stable_hash(event.id, self.settings.salt), event.target
-        )
+        state = self.states.get(key)
+        if state is not None and offset <= state.applied_offset:
+            # Redelivered after a restart: the actor's side is already in its state.
+            self.counters.skipped_offsets += 1
+            outcome = Outcome.DUPLICATE
+        else:
+            id_hash = stable_hash(event.id, self.settings.salt)
+            outcome = self.engine.apply_side(key, rule, ACTOR, t, id_hash, event.target)
         self.counters.outcome(outcome)
         self.metrics.event(event.type, outcome, t)
         if outcome is Outcome.TOO_LATE:
@@ -238,21 +237,14 @@ class Hearth:
             )
             return
         state = self.states[key]
-        state.applied_offset = offset
-        self.states[key] = state
+        if offset > state.applied_offset:
+            state.applied_offset = offset
+            self.states[key] = state
         if outcome is Outcome.APPLIED:
             await self._emit_check(key, t, event.id)
-        if (
-            event.target is not None
-            and rule.target
-            and outcome
-            in (
-                Outcome.APPLIED,
-                Outcome.DUPLICATE,
-            )
-        ):
-            # Re-sent on duplicates too: the target side de-duplicates by id, so a credit lost in
-            # a crash between state write and send is recovered on redelivery.
+        if event.target is not None and rule.target:
+            # Sent again for duplicates too: the target side de-duplicates by id, so a credit
+            # whose write was lost in a crash is recovered when the event is redelivered.
             command = MemberCommand(
                 "credit", event.community, event.target, t, event.id, event.type, event.actor
             )
