@@ -37,6 +37,7 @@ class Edge(msgspec.Struct, frozen=True):
     giver: str
     receiver: str
     t: float
+    id: str  # the event's id: edges may be sent twice after a crash
 
 
 command_encoder = msgspec.json.Encoder()

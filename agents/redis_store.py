@@ -208,7 +208,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         self._offsets[partition] = int(offset)
         self.stats.loaded_keys += loaded
         log.info(
-            "loaded %d keys of partition %d from Redis at offset %s", loaded, partition, offset
+            "loaded %d keys of partition %d from Redis at offset %d", loaded, partition, int(offset)
         )
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:

@@ -252,8 +252,10 @@ class Hearth:
                 await self._member_command_value(command)
             else:
                 await self.credits.send(key=command.key(), value=command_encoder.encode(command))
-            if outcome is Outcome.APPLIED and any(v > 0 for _, v in rule.target):
-                self._edges.append(Edge(event.community, event.actor, event.target, t))
+            if any(v > 0 for _, v in rule.target):
+                # Also for duplicates: an edge lost in a crash is sent again; the graph
+                # de-duplicates by event id.
+                self._edges.append(Edge(event.community, event.actor, event.target, t, event.id))
 
     def partition_of(self, raw_key: bytes) -> int:
         """The partition of a member key, as every Kafka client's default partitioner picks it."""
@@ -299,7 +301,9 @@ class Hearth:
             cause = change.cause if change.cause in ("decay", "collusion") else "event"
             self.counters.changes[cause] = self.counters.changes.get(cause, 0) + 1
             self.metrics.score_change(cause)
-            await self.changes_topic.send(key=table_key(key), value=_encoder.encode(change))
+            # Queued synchronously, so changes leave in seq order even when the agent and the
+            # graph task both emit for one member.
+            self.changes_topic.send_soon(key=table_key(key), value=_encoder.encode(change))
 
     async def _dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.counters.dead_letters[letter.reason] = (
@@ -414,6 +418,7 @@ class Hearth:
         await consumer.start()
         graph = self.engine.graph
         flagged: dict[MemberKey, tuple[int, float]] = {}
+        seen: set[str] = set()
         day: int | None = None
         try:
             while not self.app.should_stop:
@@ -422,6 +427,9 @@ class Hearth:
                     e for msgs in batch.values() for m in msgs for e in edge_decoder.decode(m.value)
                 ]
                 for edge in sorted(edges, key=lambda e: e.t):
+                    if edge.id in seen:
+                        continue
+                    seen.add(edge.id)
                     edge_day = int(edge.t // 86400)
                     if day is not None and edge_day > day:
                         await self._send_verdicts(flagged, (day + 1) * 86400.0)
@@ -459,6 +467,18 @@ class Hearth:
         self._local = {tp.partition for tp in assigned if tp.topic == self.topics.activity}
         self.states.forget()
         self._reschedule = True
+        # Marks shared by a previous owner may cover events that never became durable (a
+        # crash): they would close days that redelivered events still need. Start over.
+        self.engine.close_horizon = -(10**9)
+        self.watermark = float("-inf")
+        self._previous_low = float("-inf")
+        self._partition_marks.clear()
+        self._activity_offsets.clear()
+        self._credit_offsets.clear()
+        if self._local:
+            fields = [str(p) for p in sorted(self._local)]
+            await self.redis.hdel(self._marks_key, *fields)
+            await self.redis.hdel(self._safe_key, *fields)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -7,12 +7,15 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import msgspec
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from worker import (
     COMMUNITY,
     Worker,
@@ -25,9 +28,11 @@ from worker import (
     write_community,
 )
 
+from agents.read_model import leaderboard_key, member_key
 from agents.replay import ReplayResult, replay_file
 from scoring.policy import load_policy
 from scoring.records import MemberScore, ScoreChange, rfc3339
+from stream.topics import DEFAULT_PARTITIONS
 
 # The offset is logged as bytes (b'42') today; accept it plain too.
 LOADED = re.compile(r"loaded (\d+) keys of partition (\d+) from Redis at offset b?'?(\d+)")
@@ -269,4 +274,71 @@ def test_redelivered_interaction_credits_a_target_whose_write_was_lost(
     publish_file(kafka_bootstrap, activity, files[2])  # bob acts again: his snapshot is rewritten
     stats = wait_drained(worker, consumed=2)
     assert stats["skipped_offsets"] == 1, stats  # r1 came again and ann's side was skipped
+    _assert_matches_replay(worker, replay)
+
+
+def test_events_redelivered_after_a_crash_are_not_too_late(
+    make_worker: Callable[..., Worker],
+    kafka_bootstrap: str,
+    pipeline_redis: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """Days must not close on the strength of work a crash undid.
+
+    Each worker shares its partitions' event-time marks through Redis as soon as it has
+    processed events, durable or not. After a crash the events since the last commit come
+    again, but the restarted worker first adopts the marks from Redis, so the redelivered
+    events of a member whose state write was lost fall before the close horizon: they are
+    dead-lettered as too_late and lost. This test builds that state deterministically: mia's
+    only state write is lost (no stored state, no newer changelog record), her event was not
+    committed, and the marks in Redis are those of the worker that stopped.
+    """
+    partitioner = DefaultPartitioner()
+    every = list(range(DEFAULT_PARTITIONS))
+    members: dict[int, str] = {}
+    while len(members) < DEFAULT_PARTITIONS:
+        name = f"m{len(members)}-{uuid4().hex[:4]}"
+        members.setdefault(partitioner(f"demo/{name}".encode(), every, every), name)
+
+    def line(id_: str, actor: str, time_: str) -> str:
+        return (
+            f'{{"id":"{id_}","type":"post.created","community":"demo","actor":"{actor}",'
+            f'"time":"{time_}"}}'
+        )
+
+    lines = [line(f"early-{m}", m, "2026-01-06T10:00:00Z") for m in members.values()]
+    lines.append(line("mia-1", "mia", "2026-01-06T12:00:00Z"))
+    lines += [line(f"late-{m}", m, "2026-01-15T10:00:00Z") for m in members.values()]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    replay = replay_file(path, load_policy(None), as_of=None, dead_letters=None)
+
+    worker = make_worker().start()
+    worker.wait_ready()
+    activity = f"{worker.topic_prefix}activity"
+    publish_file(kafka_bootstrap, activity, path)
+    wait_drained(worker, consumed=len(lines))
+    horizon = datetime(2026, 1, 15, tzinfo=UTC).timestamp()
+    worker.wait_until(lambda: (worker.stats()["watermark"] or 0) >= horizon, 10, "the watermark")
+    data_key, offsets_key = _table_keys(pipeline_redis, worker.app_id, b"demo/mia")
+    assert worker.stop() == 0
+
+    # The crash: mia's state write was lost, and so was her snapshot in the read model.
+    changelog = f"{worker.app_id}-members-changelog"
+    partition = int(data_key.rsplit(b":p", 1)[1])
+    end = asyncio.run(end_offsets(kafka_bootstrap, changelog))[partition]
+    pipeline_redis.hdel(data_key, b"demo/mia")
+    pipeline_redis.hset(offsets_key, str(partition), str(end - 1))
+    pipeline_redis.delete(member_key("demo", "mia"))
+    for board in pipeline_redis.scan_iter(match=leaderboard_key("demo", "*")):
+        pipeline_redis.zrem(board, "mia")
+    records = asyncio.run(read_topic(kafka_bootstrap, activity))
+    (event,) = [r for r in records if b"mia-1" in r.value]
+    tp = TopicPartition(activity, event.partition)
+    asyncio.run(_commit(kafka_bootstrap, worker.app_id, tp, event.offset))
+
+    worker.start()
+    worker.wait_ready()
+    stats = wait_drained(worker)
+    assert stats["dead_letters"] == {}, stats
     _assert_matches_replay(worker, replay)
