@@ -911,6 +911,7 @@ class Bench:
             poll_interval_ms=POLL_SECONDS * 1000,
             consumer_lag_events_max=max((p - c for _, p, c in lag), default=None),
             consumer_lag_samples=lag,
+            samples_publish_s_latency_ms=[(round(s, 3), round(lat * 1000, 1)) for s, lat in seen],
             note="never-visible samples count as infinite (null when a percentile falls there)",
             load_after=machine_load(),
         )

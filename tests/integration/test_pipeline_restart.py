@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,13 +14,12 @@ from uuid import uuid4
 import msgspec
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from worker import (
     COMMUNITY,
     Worker,
     end_offsets,
-    group_lag,
     publish_file,
     read_topic,
     score_mismatches,
@@ -134,83 +133,6 @@ def test_graceful_restart_resumes_from_redis(
 
     _assert_matches_replay(worker, replay)
     assert _seq_problems(_seqs(kafka_bootstrap, worker)) == []
-
-
-def test_sigkill_mid_stream_then_restart(
-    log: tuple[Path, int, ReplayResult],
-    make_worker: Callable[..., Worker],
-    kafka_bootstrap: str,
-) -> None:
-    """Crash twice while the log is being processed; the end result must be the replay's.
-
-    At least once: after a crash, events are consumed again and score changes may be published
-    again (a repeated seq), but no credit may be counted twice or lost, and no change lost.
-    """
-    path, total, replay = log
-    # A killed consumer stays in the group until its session times out (Faust's default: 60 s),
-    # and the restarted worker waits for that. Faust reads these settings from the environment.
-    env = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
-    worker = make_worker(env=env).start()
-    worker.wait_ready()
-    activity, credits = f"{worker.topic_prefix}activity", f"{worker.topic_prefix}credits"
-    publish_file(kafka_bootstrap, activity, path)
-    crashes = []
-    for fraction in (0.35, 0.5):
-        goal = int(total * fraction)
-        worker.wait_until(lambda g=goal: worker.stats()["consumed"] >= g, 60, f"{goal} consumed")
-        consumed = worker.stats()["consumed"]
-        worker.kill()
-        lag = asyncio.run(group_lag(kafka_bootstrap, worker.app_id, [activity, credits]))
-        assert lag > 0, "the worker had committed everything when it was killed: log too short"
-        crashes.append({"consumed": consumed, "uncommitted": lag})
-        worker.start()
-        worker.wait_ready(120)
-
-    stats = wait_drained(worker, timeout=180)
-    assert stats["dead_letters"] == {}, stats
-    at = rfc3339(replay.as_of)
-    expected = {s.member: s for s in replay.scores}
-    actual = {
-        m: msgspec.convert(worker.get(f"/members/{COMMUNITY}/{m}", {"as_of": at}), MemberScore)
-        for m in expected
-    }
-    mismatches = score_mismatches(expected, actual, "pipeline")
-    gaps = _seq_problems(_seqs(kafka_bootstrap, worker), allow_duplicates=True)
-    # Dead letters of all three processes (the counters in /stats are the last one's only).
-    letters = asyncio.run(read_topic(kafka_bootstrap, f"{worker.topic_prefix}activity.dlq"))
-    reasons = Counter(dict(r.headers)["reason"].decode() for r in letters)
-    if mismatches or gaps or reasons:
-        pytest.fail(
-            f"after crashes {crashes} (outcomes in the last worker: {stats['outcomes']}):\n"
-            f"dead letters: {dict(reasons)}\n"
-            + "\n".join(["scores differ from the replay:", *mismatches])
-            + "\n"
-            + "\n".join(["score-change seqs lost:", *gaps])
-        )
-
-
-def _table_keys(client: redis.Redis, app_id: str, member_key: bytes) -> tuple[bytes, bytes]:
-    """The Redis hash holding a member's table state, and the hash of changelog offsets."""
-    data = offsets = None
-    for key in client.scan_iter(match=f"hearth:table:*{app_id}*"):
-        if key.endswith(b":offsets"):
-            offsets = key
-        elif client.type(key) == b"hash" and client.hexists(key, member_key):
-            data = key
-    assert data is not None and offsets is not None, list(client.scan_iter(match="hearth:*"))
-    return data, offsets
-
-
-async def _commit(bootstrap: str, group: str, tp: TopicPartition, offset: int) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        await consumer.commit({tp: offset})
-    finally:
-        await consumer.stop()
 
 
 def test_redelivered_interaction_credits_a_target_whose_write_was_lost(
