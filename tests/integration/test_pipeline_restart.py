@@ -14,7 +14,7 @@ from uuid import uuid4
 import msgspec
 import pytest
 import redis
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from worker import (
     COMMUNITY,
@@ -133,6 +133,30 @@ def test_graceful_restart_resumes_from_redis(
 
     _assert_matches_replay(worker, replay)
     assert _seq_problems(_seqs(kafka_bootstrap, worker)) == []
+
+
+def _table_keys(client: redis.Redis, app_id: str, member_key: bytes) -> tuple[bytes, bytes]:
+    """The Redis hash holding a member's table state, and the hash of changelog offsets."""
+    data = offsets = None
+    for key in client.scan_iter(match=f"hearth:table:*{app_id}*"):
+        if key.endswith(b":offsets"):
+            offsets = key
+        elif client.type(key) == b"hash" and client.hexists(key, member_key):
+            data = key
+    assert data is not None and offsets is not None, list(client.scan_iter(match="hearth:*"))
+    return data, offsets
+
+
+async def _commit(bootstrap: str, group: str, tp: TopicPartition, offset: int) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()
 
 
 def test_redelivered_interaction_credits_a_target_whose_write_was_lost(
