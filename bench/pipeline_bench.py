@@ -604,6 +604,7 @@ class Bench:
         t_end = time.perf_counter() - spawned
         t_start = t_end - stage["seconds"]
         stage.update(self._resources(series, t_start, t_end))
+        stage["cpu_us_per_event"] = _per_event(stage)
         stage.update(
             applied=last.get("applied"),
             rejected=last.get("rejected"),
@@ -656,6 +657,7 @@ class Bench:
                 t_end = time.perf_counter() - spawned
                 t_start = t_end - stage["seconds"]
                 stage.update(self._resources(series, t_start, t_end))
+                stage["cpu_us_per_event"] = _per_event(stage)
                 stage["load_before"] = before
                 stage["load_after"] = machine_load()
                 stage["code_at_start"] = code
@@ -989,6 +991,12 @@ class Bench:
             await admin._send_request_to_node(node, DeleteGroupsRequest(groups))
 
 
+def _per_event(stage: dict[str, Any]) -> float | None:
+    """Worker CPU time per event (µs): steadier than events/s when others load the machine."""
+    cores, seconds, events = stage.get("cpu_cores_used"), stage["seconds"], stage["events"]
+    return round(cores * seconds / events * 1e6) if cores and events else None
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None or math.isinf(seconds) else round(seconds * 1000, 1)
 
@@ -1044,6 +1052,7 @@ def report(results: dict[str, Any]) -> str:
         return f"load {before} -> {after}"
 
     pre = stages.get("preload", {})
+    naive_cpu = stages.get("naive", {}).get("cpu_us_per_event")
     lines = [
         f"run {results['run_id']} at {results['timestamp']}, commit {results['git_commit'][:10]}"
         f" (+{results['git_dirty_files']} dirty files), code {_code(results['code'])}, "
@@ -1052,8 +1061,9 @@ def report(results: dict[str, Any]) -> str:
         f"  {'preload':<26}{fmt(pre.get('events_per_second'), ' ev/s'):>16}   {load(pre)}",
         f"  {'raw consumer':<26}{fmt(raw, ' ev/s'):>16}   {load(stages.get('raw', {}))}",
         f"  {'naive Faust agent':<26}{fmt(naive, ' ev/s'):>16}   {load(stages.get('naive', {}))}"
-        f"   (actor side only)",
-        f"  {'hearth worker':<26}{fmt(rate, ' ev/s'):>16}   {load(hearth)}",
+        f"   (actor side only; {fmt(naive_cpu)} CPU us/event)",
+        f"  {'hearth worker':<26}{fmt(rate, ' ev/s'):>16}   {load(hearth)}"
+        f"   ({fmt(hearth.get('cpu_us_per_event'))} CPU us/event)",
         f"  {'hearth / raw':<26}{ratio(rate, raw):>16}",
         f"  {'hearth / naive':<26}{ratio(rate, naive):>16}",
         f"  {'latency p50 / p99':<26}"
