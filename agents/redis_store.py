@@ -83,13 +83,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         return self._data.get(key)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
-        partition = self._partition_for(key)
-        self._partition_of[key] = partition
-        if value is None:
-            self._data.pop(key, None)
-        else:
-            self._data[key] = value
-        self._dirty.setdefault(partition, {})[key] = value
+        self.set_in_partition(key, value, self._partition_for(key))
 
     def set_in_partition(self, key: bytes, value: bytes | None, partition: int) -> None:
         """Write a key of a known partition (outside the event that belongs to it)."""
