@@ -132,7 +132,8 @@ class Engine:
         bucket = state.buckets.get(day)
         if bucket is None:
             bucket = state.buckets[day] = DayBucket()
-            self._open_days.setdefault(day, set()).add(key)
+            if self.close_horizon is None:  # only the replay closes days by sweeping this index
+                self._open_days.setdefault(day, set()).add(key)
         if id_hash in bucket.ids:
             return Outcome.DUPLICATE
         bucket.ids.add(id_hash)
