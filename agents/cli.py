@@ -140,27 +140,18 @@ def worker(loglevel: str) -> None:
     from agents.service import Hearth
     from agents.settings import Settings
     from agents.web import register_views
-    from stream.kafka_security import KafkaSecurity
     from stream.topics import ensure_topics, topic_specs
 
     settings = Settings()
     hearth = Hearth(settings, _policy(settings.policy))
     register_views(hearth)
-    kafka = settings.kafka
-    security = KafkaSecurity(
-        protocol=kafka.security_protocol,
-        sasl_mechanism=kafka.sasl_mechanism,
-        username=kafka.username,
-        password=kafka.password.get_secret_value() if kafka.password else None,
-        ssl_cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
-    )
     specs = topic_specs(hearth.topics, settings.partitions)
     asyncio.run(
         ensure_topics(
-            kafka.bootstrap,
+            settings.kafka.bootstrap,
             specs,
             replication_factor=settings.replication_factor,
-            security=security,
+            security=settings.kafka.security(),
         )
     )
     faust.Worker(hearth.app, loglevel=loglevel).execute_from_commandline()

@@ -414,6 +414,7 @@ class Hearth:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
+            **self.settings.kafka.security().as_kwargs(),
         )
         await consumer.start()
         graph = self.engine.graph

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.kafka_security import KafkaSecurity
+
 
 class KafkaSettings(BaseSettings):
     bootstrap: str = "127.0.0.1:9092"
@@ -16,6 +18,16 @@ class KafkaSettings(BaseSettings):
     username: str | None = None
     password: SecretStr | None = None
     ssl_cafile: Path | None = None
+
+    def security(self) -> KafkaSecurity:
+        """The same settings as the plain aiokafka clients take them (validated there)."""
+        return KafkaSecurity(
+            protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+        )
 
 
 class Settings(BaseSettings):

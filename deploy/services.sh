@@ -2,11 +2,14 @@
 # Run Kafka (single-node KRaft), Redis and Prometheus as plain local processes.
 #   deploy/services.sh up|down|status|reset [kafka|redis|prometheus ...]
 # up defaults to kafka+redis; down/status/reset default to all three.
-# Everything lives under build/services/; reset = down + delete data.
+# Everything lives under build/services/ (HEARTH_SERVICES_DIR moves it: a private instance set,
+# e.g. for fault tests that stop or restart a service); reset = down + delete data.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUN=$ROOT/build/services
+RUN=${HEARTH_SERVICES_DIR:-$ROOT/build/services}
+# The Kafka jars are shared by every instance set: downloaded once.
+KAFKA_LIBS=$ROOT/build/services/kafka/libs
 LOGS=$RUN/logs
 KAFKA_CONTROLLER_PORT=${HEARTH_KAFKA_CONTROLLER_PORT:-9093}
 declare -A PORT=([kafka]=${HEARTH_KAFKA_PORT:-9092} [redis]=${HEARTH_REDIS_PORT:-6379}
@@ -81,16 +84,17 @@ wait_ready() {
 start_kafka() {
   local dir=$RUN/kafka log4j=$ROOT/deploy/kafka/log4j.properties
   command -v java >/dev/null || die "java is not installed"
-  if ! compgen -G "$dir/libs/kafka_2.13-*.jar" >/dev/null; then
+  mkdir -p "$dir"
+  if ! compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then
     command -v mvn >/dev/null || apt_install maven
     log "fetching Kafka jars with Maven (first run only)"
-    rm -rf "$dir/libs.tmp"
+    rm -rf "$KAFKA_LIBS.tmp"
     mvn -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-      -DoutputDirectory="$dir/libs.tmp" >"$LOGS/kafka-maven.log" 2>&1 ||
+      -DoutputDirectory="$KAFKA_LIBS.tmp" >"$LOGS/kafka-maven.log" 2>&1 ||
       { tail -n 50 "$LOGS/kafka-maven.log" >&2; die "mvn failed"; }
-    mv "$dir/libs.tmp" "$dir/libs"   # only a complete download counts as installed
+    mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"   # only a complete download counts as installed
   fi
-  local java=(java -Dlog4j.configuration="file:$log4j" -cp "$dir/libs/*")
+  local java=(java -Dlog4j.configuration="file:$log4j" -cp "$KAFKA_LIBS/*")
   # Settings that depend on paths and ports; in a properties file the last occurrence of a key wins.
   { cat "$ROOT/deploy/kafka/server.properties"; cat <<EOF
 
@@ -111,7 +115,7 @@ EOF
       { tail -n 50 "$LOGS/kafka-format.log" >&2; die "Kafka storage format failed"; }
   fi
   claim_port "${PORT[kafka]}"; claim_port "$KAFKA_CONTROLLER_PORT"
-  spawn kafka java -Xms256m -Xmx1g -Dlog4j.configuration="file:$log4j" -cp "$dir/libs/*" \
+  spawn kafka java -Xms256m -Xmx1g -Dlog4j.configuration="file:$log4j" -cp "$KAFKA_LIBS/*" \
     kafka.Kafka "$dir/server.properties"
 }
 
