@@ -1,9 +1,11 @@
-"""The Redis read model for downstream services: member hashes and per-dimension leaderboards.
+"""What the API reads from Redis: member states where the table store keeps them, and leaderboards.
 
 Key schema (documented in the README):
-  hearth:member:{community}:{member}   hash  snapshot (MemberScore JSON), score, tier, seq
-  hearth:lb:{community}:{dimension}    zset  member -> ln(mass) + rate * landmark
-  hearth:lb:{community}:overall        zset  member -> score when last written (membership index)
+  hearth:table:{app}:members:p{partition}  hash  member key -> encoded state (the table store)
+  hearth:lb:{community}:{dimension}        zset  member -> ln(mass) + rate * landmark
+  hearth:lb:{community}:overall            zset  member -> score at the member's newest event
+The table itself is the read model: a member's explanation is computed from its state when it
+is asked for, so the service writes nothing per member besides the state and the leaderboards.
 A dimension's zset score is the log of its forward-decay mass against the epoch, so the zset
 order equals the order of current values at every instant without rewriting it as time passes.
 """
@@ -11,26 +13,30 @@ order equals the order of current values at every instant without rewriting it a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
+from aiokafka.partitioner import DefaultPartitioner
 
+from scoring.engine import Engine
 from scoring.policy import DIMENSIONS, Policy
 from scoring.records import MemberScore
-from scoring.scores import snapshot_at
+from scoring.scores import damped_masses, score_at
+from scoring.snapshot import decode_state
+from scoring.state import MemberKey, MemberState
 
 OVERALL = "overall"
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(MemberScore)
+TABLE = "members"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def table_data_key(app_id: str, partition: int, table: str = TABLE) -> str:
+    """The Redis hash in which the table store keeps one partition's member states."""
+    return f"hearth:table:{app_id}:{table}:p{partition}"
 
 
 def member_key(community: str, member: str) -> str:
+    """The per-member snapshot hash earlier versions wrote (erasure still removes it)."""
     return f"hearth:member:{community}:{member}"
 
 
@@ -45,37 +51,44 @@ def rank_value(mass: float, rate: float, landmark: float) -> float | None:
     return math.log(mass) + rate * landmark
 
 
-async def write_snapshots(
-    client: aioredis.Redis, policy: Policy, snapshots: Iterable[tuple[MemberScore, int]]
+def partitioner(partitions: int) -> Callable[[bytes], int]:
+    """The partition of a member key, as every Kafka client's default partitioner picks it."""
+    choose = DefaultPartitioner()
+    every = list(range(partitions))
+    return lambda raw_key: int(choose(raw_key, every, every))
+
+
+async def write_leaderboards(
+    client: aioredis.Redis, policy: Policy, states: Iterable[tuple[MemberKey, MemberState]]
 ) -> int:
-    """Write (snapshot, seq) pairs in one pipelined round trip."""
+    """Place members on every leaderboard: one ZADD and one ZREM per board, one round trip."""
+    adds: dict[str, dict[str, float]] = {}
+    removes: dict[str, list[str]] = {}
     written = 0
-    async with client.pipeline(transaction=False) as pipe:
-        for snap, seq in snapshots:
-            key = member_key(snap.community, snap.member)
-            pipe.hset(
-                key,
-                mapping={
-                    "snapshot": _encoder.encode(snap),
-                    "score": repr(snap.score),
-                    "tier": snap.tier,
-                    "seq": seq,
-                },
-            )
-            for dim, rate in zip(DIMENSIONS, policy.rates, strict=True):
-                board = leaderboard_key(snap.community, dim)
-                value = rank_value(snap.masses.get(dim, 0.0), rate, snap.landmark)
-                if value is None:
-                    pipe.zrem(board, snap.member)
-                else:
-                    pipe.zadd(board, {snap.member: value})
-            pipe.zadd(leaderboard_key(snap.community, OVERALL), {snap.member: snap.score})
-            written += 1
-        await pipe.execute()
+    for (community, member), state in states:
+        masses = damped_masses(policy, state)
+        for dim, mass, rate in zip(DIMENSIONS, masses, policy.rates, strict=True):
+            board = leaderboard_key(community, dim)
+            value = rank_value(mass, rate, state.landmark)
+            if value is None:
+                removes.setdefault(board, []).append(member)
+            else:
+                adds.setdefault(board, {})[member] = value
+        overall = score_at(policy, state, max(state.newest_time, 0.0))
+        adds.setdefault(leaderboard_key(community, OVERALL), {})[member] = overall
+        written += 1
+    if written:
+        async with client.pipeline(transaction=False) as pipe:
+            for board, mapping in adds.items():
+                pipe.zadd(board, mapping)
+            for board, members in removes.items():
+                pipe.zrem(board, *members)
+            await pipe.execute()
     return written
 
 
 async def delete_member(client: aioredis.Redis, community: str, member: str) -> None:
+    """Take a member off every leaderboard (its state goes with the table's tombstone)."""
     async with client.pipeline(transaction=True) as pipe:
         pipe.delete(member_key(community, member))
         for dim in (*DIMENSIONS, OVERALL):
@@ -83,40 +96,84 @@ async def delete_member(client: aioredis.Redis, community: str, member: str) -> 
         await pipe.execute()
 
 
-async def read_member(
-    client: aioredis.Redis, policy: Policy, community: str, member: str, t: float
-) -> MemberScore | None:
-    raw = await client.hget(member_key(community, member), "snapshot")
-    return None if raw is None else snapshot_at(policy, _decoder.decode(raw), t)
+class ReadModel:
+    """Member scores and leaderboards as the API serves them, from any worker."""
 
+    def __init__(self, client: aioredis.Redis, policy: Policy, app_id: str, partitions: int):
+        self.client = client
+        self.policy = policy
+        self.app_id = app_id
+        self.partition_of = partitioner(partitions)
+        self._engine = Engine(policy)
 
-async def _snapshots(
-    client: aioredis.Redis, community: str, members: list[str]
-) -> list[MemberScore]:
-    async with client.pipeline(transaction=False) as pipe:
-        for member in members:
-            pipe.hget(member_key(community, member), "snapshot")
-        raws = await pipe.execute()
-    return [_decoder.decode(raw) for raw in raws if raw is not None]
+    def data_key(self, community: str, member: str) -> tuple[str, bytes]:
+        """(Redis hash, field) that holds the member's state."""
+        field = f"{community}/{member}".encode()
+        return table_data_key(self.app_id, self.partition_of(field)), field
 
+    async def state(self, community: str, member: str) -> MemberState | None:
+        raw: Any = await self.client.hget(*self.data_key(community, member))
+        return None if raw is None else decode_state(raw)
 
-async def read_leaderboard(
-    client: aioredis.Redis,
-    policy: Policy,
-    community: str,
-    dimension: str,
-    t: float,
-    limit: int,
-    offset: int,
-) -> list[MemberScore]:
-    """Members ranked by a dimension's current value, or by overall score at `t`."""
-    if dimension == OVERALL:
-        members = [
-            _text(m) for m in await client.zrange(leaderboard_key(community, OVERALL), 0, -1)
+    def explain(self, key: MemberKey, state: MemberState, t: float) -> MemberScore:
+        return self._engine.explain_state(key, state, t)
+
+    async def member(self, community: str, member: str, t: float) -> MemberScore | None:
+        state = await self.state(community, member)
+        return None if state is None else self.explain((community, member), state, t)
+
+    async def _states(self, community: str, members: list[str]) -> list[MemberState | None]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hget(*self.data_key(community, member))
+            raws = await pipe.execute()
+        return [None if raw is None else decode_state(raw) for raw in raws]
+
+    async def leaderboard(
+        self, community: str, dimension: str, t: float, limit: int, offset: int
+    ) -> list[MemberScore]:
+        """Members ranked by a dimension's current value, or by overall score at `t`."""
+        if dimension == OVERALL:
+            return await self._overall(community, t, limit, offset)
+        board = leaderboard_key(community, dimension)
+        found: Any = await self.client.zrevrange(board, offset, offset + limit - 1)
+        members = [_text(m) for m in found]
+        states = await self._states(community, members)
+        return [
+            self.explain((community, m), s, t)
+            for m, s in zip(members, states, strict=True)
+            if s is not None
         ]
-        scored = [snapshot_at(policy, s, t) for s in await _snapshots(client, community, members)]
-        scored.sort(key=lambda s: (-s.score, s.member))
-        return scored[offset : offset + limit]
-    board = leaderboard_key(community, dimension)
-    members = [_text(m) for m in await client.zrevrange(board, offset, offset + limit - 1)]
-    return [snapshot_at(policy, s, t) for s in await _snapshots(client, community, members)]
+
+    async def _overall(
+        self, community: str, t: float, limit: int, offset: int
+    ) -> list[MemberScore]:
+        """Top members by score at `t`, reading the overall board from the top down.
+
+        Without new events a score only decays, so a member's stored score (at its newest
+        event) bounds its score at any later `t`: once `offset + limit` members score at `t`
+        at least the next stored score, nobody further down can still rank among them.
+        """
+        board = leaderboard_key(community, OVERALL)
+        wanted = offset + limit
+        page = max(64, 2 * wanted)
+        scored: list[tuple[float, str, MemberState]] = []
+        start = 0
+        while True:
+            rows: Any = await self.client.zrevrange(board, start, start + page - 1, withscores=True)
+            members = [_text(m) for m, _ in rows]
+            for member, state in zip(members, await self._states(community, members), strict=True):
+                if state is not None:
+                    scored.append((score_at(self.policy, state, t), member, state))
+            start += len(rows)
+            if len(rows) < page:
+                break
+            scored.sort(key=lambda row: (-row[0], row[1]))
+            if len(scored) >= wanted and scored[wanted - 1][0] >= rows[-1][1]:
+                break
+        scored.sort(key=lambda row: (-row[0], row[1]))
+        return [self.explain((community, m), s, t) for _, m, s in scored[offset:wanted]]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -12,16 +12,15 @@ import faust
 import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
-from aiokafka.partitioner import DefaultPartitioner
 
 from agents.commands import Edge, MemberCommand, command_decoder, command_encoder, edge_decoder
 from agents.metrics import HearthMetrics
-from agents.read_model import write_snapshots
+from agents.read_model import ReadModel, write_leaderboards
 from agents.settings import Settings
 from agents.states import TableStates, table_key
 from scoring.engine import Engine, Outcome, stable_hash
 from scoring.policy import Policy, load_policy
-from scoring.records import ScoreChange
+from scoring.records import MemberScore, ScoreChange
 from scoring.runner import Runner
 from scoring.state import ACTOR, TARGET, MemberKey
 from stream.codec import DeadLetter, EventDecoder, Reason
@@ -106,8 +105,12 @@ class Hearth:
             # Small fetches keep the credits topic interleaved with a large activity backlog.
             broker_max_poll_records=500,
             consumer_max_fetch_size=256 * 1024,
+            # Every flush sends a burst of changelog records: let them share produce requests.
+            producer_linger=0.005,
+            producer_max_batch_size=256 * 1024,
         )
         self.redis = aioredis.from_url(redis_url)
+        self.read_model = ReadModel(self.redis, self.policy, settings.app_id, settings.partitions)
         self.decoder = EventDecoder(self.policy.rules, self.policy.spec.future_skew_seconds)
         app = self.app
         self.activity = app.topic(
@@ -140,7 +143,6 @@ class Hearth:
         self.table = app.Table(
             "members", partitions=settings.partitions, schema=raw, key_type=bytes, value_type=bytes
         )
-        self._partitioner = DefaultPartitioner()
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
         self.states = TableStates(self.table, self.partition_of)
@@ -158,6 +160,7 @@ class Hearth:
         self._activity_offsets: dict[int, int] = {}
         self._previous_low = float("-inf")
         self._dirty: set[MemberKey] = set()
+        self._snapshots: dict[MemberKey, MemberScore] = {}
         self._edges: list[Edge] = []
         self._reschedule = True
         # One agent reads both topics so neither starves the other: credits must keep up with
@@ -261,8 +264,7 @@ class Hearth:
         """The partition of a member key, as every Kafka client's default partitioner picks it."""
         partition = self._partition_cache.get(raw_key)
         if partition is None:
-            every = list(range(self.settings.partitions))
-            partition = self._partition_cache[raw_key] = self._partitioner(raw_key, every, every)
+            partition = self._partition_cache[raw_key] = self.read_model.partition_of(raw_key)
         return partition
 
     async def _member_command(self, event: Any) -> None:
@@ -286,6 +288,10 @@ class Hearth:
         elif command.kind == "decay":
             if key in self.states:
                 await self._emit_check(key, command.t, "decay")
+        elif command.kind == "erase":
+            from agents.erasure import erase_member  # erasure imports this module's types
+
+            await erase_member(self, command)
         else:
             state = self.states.get(key)
             if state is not None and state.collusion != command.verdict:
@@ -297,6 +303,10 @@ class Hearth:
         changes: list[ScoreChange] = []
         self.runner.check(key, t, cause, changes)
         self._dirty.add(key)
+        if changes:
+            # The scores topic carries the member as of its latest change (sent at the flush).
+            state = self.states[key]
+            self._snapshots[key] = self.engine.explain_state(key, state, max(t, state.newest_time))
         for change in changes:
             cause = change.cause if change.cause in ("decay", "collusion") else "event"
             self.counters.changes[cause] = self.counters.changes.get(cause, 0) + 1
@@ -365,29 +375,26 @@ class Hearth:
         self.engine.close_horizon = int(self.watermark // 86400) - late - 1
 
     async def _publish_dirty(self) -> None:
-        """Snapshots of changed members to Redis and to the compacted scores topic."""
+        """Changed states to Redis, members to the leaderboards, snapshots of score changes.
+
+        The table in Redis is the API's read model; the compacted scores topic carries each
+        member's explained snapshot as of its latest score change.
+        """
         self.states.flush()
+        store: Any = self.table.data
+        await store.flush()  # visible to the API now rather than at the store's own interval
         if self._edges:
             edges, self._edges = self._edges, []
             await self.edges_topic.send(key=b"graph", value=_encoder.encode(edges))
         await self._share_watermarks()
         if not self._dirty:
             return
-        keys, self._dirty = sorted(self._dirty), set()
-        snapshots = []
-        for key in keys:
-            state = self.states.get(key)
-            if state is None:
-                continue
-            snapshot = self.engine.explain(key, max(state.newest_time, 0.0))
-            if snapshot is not None:
-                snapshots.append((snapshot, state.seq))
-        await write_snapshots(self.redis, self.policy, snapshots)
-        for snapshot, _ in snapshots:
-            await self.scores_topic.send(
-                key=table_key((snapshot.community, snapshot.member)),
-                value=_encoder.encode(snapshot),
-            )
+        dirty, self._dirty = self._dirty, set()
+        snapshots, self._snapshots = self._snapshots, {}
+        current = [(key, state) for key in dirty if (state := self.states.get(key)) is not None]
+        await write_leaderboards(self.redis, self.policy, current)
+        for key, snapshot in snapshots.items():
+            await self.scores_topic.send(key=table_key(key), value=_encoder.encode(snapshot))
 
     def _clock(self) -> float:
         return time.time() if self.settings.decay_clock == "wall" else self.watermark

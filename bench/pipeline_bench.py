@@ -16,7 +16,7 @@ On the real Kafka and Redis of `deploy/services.sh up`, in one run:
      py-spy for --profile-seconds; Redis bytes per member (MEMORY USAGE, INFO used_memory);
   5. latency: the same worker, caught up, offered --rate events/s for --latency-seconds; every
      20th event is the first event of a fresh member, and publish -> visible is the time until
-     its read-model hash `hearth:member:{community}:{member}` exists in Redis (polled).
+     its state is in the table hash `hearth:table:{app}:members:p{partition}` in Redis (polled).
 Prints a table and writes JSON (command, git commit, machine load per stage, timestamp).
 
 Throughput of a worker is (N - c0) / (t_N - t0), where (t0, c0) is the first progress sample with
@@ -717,52 +717,24 @@ class Bench:
     async def redis_memory(
         self, client: aioredis.Redis, used_before: int, stats: dict[str, Any]
     ) -> dict[str, Any]:
-        """Bytes per member: table hashes, read-model hashes (sample and all), leaderboards."""
+        """Bytes per member: the table hashes (also the API's read model) and leaderboards."""
         table_prefix = f"hearth:table:{self.hearth_app}:members"
         table_bytes = table_entries = 0
         for p in range(self.args.partitions):
             key = f"{table_prefix}:p{p}"
             table_bytes += await client.memory_usage(key, samples=0) or 0
             table_entries += await client.hlen(key)
-        overall = f"hearth:lb:{self.community}:overall"
-        members_rm = await client.zcard(overall)
-        picked: Any = await client.zrandmember(overall, 200) or []
-        sample = [m.decode() if isinstance(m, bytes) else str(m) for m in picked]
-        member_prefix = f"hearth:member:{self.community}:"
-        async with client.pipeline(transaction=False) as pipe:
-            for member in sample:
-                pipe.memory_usage(member_prefix + member, samples=0)
-            sampled = [v for v in await pipe.execute() if v]
-        # Every read-model hash, pipelined in batches (exact, not sampled).
-        all_member_bytes = 0
-        counted = 0
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=f"{member_prefix}*", count=2000):
-            batch.append(key)
-            if len(batch) >= 2000:
-                all_member_bytes += await self._usage(client, batch)
-                counted += len(batch)
-                batch = []
-        if batch:
-            all_member_bytes += await self._usage(client, batch)
-            counted += len(batch)
+        members_on_boards = await client.zcard(f"hearth:lb:{self.community}:overall")
         boards = [k async for k in client.scan_iter(match=f"hearth:lb:{self.community}:*")]
         board_bytes = await self._usage(client, boards)
         used_after = (await client.info("memory"))["used_memory"]
         members = max(1, table_entries)
-        read_model_per_member = all_member_bytes / max(1, counted)
         return {
             "members_in_table": table_entries,
-            "members_in_read_model": members_rm,
+            "members_on_leaderboards": members_on_boards,
             "table_bytes_per_member": round(table_bytes / members),
-            "read_model_hash_bytes_per_member_sample200": (
-                round(sum(sampled) / len(sampled)) if sampled else None
-            ),
-            "read_model_hash_bytes_per_member_all": round(read_model_per_member),
-            "leaderboard_bytes_per_member": round(board_bytes / max(1, members_rm)),
-            "total_bytes_per_member": round(
-                (table_bytes + all_member_bytes + board_bytes) / members
-            ),
+            "leaderboard_bytes_per_member": round(board_bytes / max(1, members_on_boards)),
+            "total_bytes_per_member": round((table_bytes + board_bytes) / members),
             "used_memory_delta_per_member": round((used_after - used_before) / members),
             "note": "used_memory is server-wide: other tests on the same Redis move it",
         }
@@ -825,7 +797,7 @@ class Bench:
             return sum(len(q) for q in pending.values())
 
         async def poll() -> None:
-            prefix = f"hearth:member:{self.community}:"
+            table = f"hearth:table:{self.hearth_app}:members:p"
             drain_deadline = None
             while producing or waiting():
                 if not producing:
@@ -835,8 +807,8 @@ class Bench:
                 heads = [(p, item) for p, q in pending.items() for item in list(q)[:POLL_HEAD]]
                 if heads:
                     async with client.pipeline(transaction=False) as pipe:
-                        for _, (member, _) in heads:
-                            pipe.exists(prefix + member)
+                        for partition, (member, _) in heads:
+                            pipe.hexists(f"{table}{partition}", f"{self.community}/{member}")
                         found = await pipe.execute()
                     now = time.perf_counter()
                     for (partition, item), hit in zip(heads, found, strict=True):
@@ -957,7 +929,6 @@ class Bench:
             try:
                 patterns = [
                     f"hearth:table:{self.hearth_app}:*",
-                    f"hearth:member:{self.community}:*",
                     f"hearth:lb:{self.community}:*",
                     f"hearth:watermarks:{self.hearth_app}",
                     f"hearth:credits-safe:{self.hearth_app}",
@@ -1077,8 +1048,6 @@ def report(results: dict[str, Any]) -> str:
         f" worker CPU {fmt(hearth.get('cpu_cores_used'))} cores",
         f"  {'Redis bytes/member':<26}"
         f"table {fmt(redis_mem.get('table_bytes_per_member'))}, "
-        f"read-model hash {fmt(redis_mem.get('read_model_hash_bytes_per_member_all'))}"
-        f" (sample {fmt(redis_mem.get('read_model_hash_bytes_per_member_sample200'))}), "
         f"leaderboards {fmt(redis_mem.get('leaderboard_bytes_per_member'))}, "
         f"total {fmt(redis_mem.get('total_bytes_per_member'))}; "
         f"used_memory delta {fmt(redis_mem.get('used_memory_delta_per_member'))}",

@@ -326,8 +326,10 @@ class Engine:
 
     def explain(self, key: MemberKey, t: float) -> MemberScore | None:
         state = self.states.get(key)
-        if state is None:
-            return None
+        return None if state is None else self.explain_state(key, state, t)
+
+    def explain_state(self, key: MemberKey, state: MemberState, t: float) -> MemberScore:
+        """`explain` of a state read from elsewhere (the API reads them from Redis)."""
         open_caps: dict[int, int] = {}
         for bucket in state.buckets.values():
             for dim in self._capped_dims(bucket):
