@@ -11,10 +11,11 @@ class MemberCommand(msgspec.Struct, frozen=True, omit_defaults=True):
     """Work for one member, sent to the partition that owns the member's state.
 
     credit: the target's side of an interaction; decay: check the score at `t` (a scheduled
-    tier drop); verdict: the collusion verdict of the graph agent (None clears it).
+    tier drop); verdict: the collusion verdict of the graph agent (None clears it); erase: delete
+    everything stored about the member (agents/erasure.py), in order with its other commands.
     """
 
-    kind: Literal["credit", "decay", "verdict"]
+    kind: Literal["credit", "decay", "verdict", "erase"]
     community: str
     member: str
     t: float

@@ -48,5 +48,10 @@ class Settings(BaseSettings):
     decay_clock: Literal["wall", "event"] = "wall"
     decay_tick_seconds: float = Field(default=1.0, gt=0)
     salt: int = Field(default=0, ge=0, description="seed of the counterpart/id hashes")
-    admin_token: SecretStr | None = None
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token of the admin endpoints (unset: they answer 403)"
+    )
+    read_token: SecretStr | None = Field(
+        default=None, description="bearer token of /members and /leaderboard (unset: open)"
+    )
     data_dir: Path = Path("build/worker")
