@@ -98,19 +98,20 @@ async def limit_body(
     request: aioweb.Request, handler: Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 ) -> aioweb.StreamResponse:
     """413 for a body over MAX_BODY_BYTES, declared (Content-Length) or actually sent."""
-    too_large = aioweb.json_response(
-        {"error": f"request body over {MAX_BODY_BYTES} bytes"}, status=413
-    )
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
-        return too_large
+        return _too_large()
     if request.body_exists:
         received = 0
         async for chunk in request.content.iter_chunked(16 * 1024):
             received += len(chunk)
             if received > MAX_BODY_BYTES:
-                return too_large
+                return _too_large()
     return await handler(request)
+
+
+def _too_large() -> aioweb.Response:
+    return aioweb.json_response({"error": f"request body over {MAX_BODY_BYTES} bytes"}, status=413)
 
 
 def register_views(hearth: Hearth) -> None:
