@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
 import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from faust.types import TP
 
 from agents.commands import Edge, MemberCommand, command_decoder, command_encoder, edge_decoder
 from agents.metrics import HearthMetrics
+from agents.outbox import Outbox, Route
 from agents.read_model import ReadModel, write_leaderboards
 from agents.settings import Settings
 from agents.states import TableStates, table_key
@@ -53,6 +55,13 @@ def _broker_credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(ssl_context)
 
 
+def _send_soon(topic: Any) -> Callable[[int, bytes | None, bytes | None], Any]:
+    def send(partition: int, key: bytes | None, value: bytes | None) -> Any:
+        return topic.send_soon(key=key, value=value, partition=partition)
+
+    return send
+
+
 class Counters:
     """Process-local counters the metrics and tests read (no member ids)."""
 
@@ -68,13 +77,19 @@ class Counters:
 
 
 class FlushBeforeCommit(faust.Sensor):
-    """Writes coalesced member states out before Faust commits the offsets that produced them."""
+    """Hands coalesced states and waiting records to Faust before it commits offsets.
 
-    def __init__(self, states: TableStates) -> None:
+    Faust's commit waits for everything sent through its own path, so no committed event's
+    output exists only in memory.
+    """
+
+    def __init__(self, states: TableStates, outbox: Outbox) -> None:
         super().__init__()
         self._states = states
+        self._outbox = outbox
 
     def on_commit_initiated(self, consumer: Any) -> Any:
+        self._outbox.drain_to_faust()
         self._states.flush()
         return None
 
@@ -146,7 +161,9 @@ class Hearth:
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
         self.states = TableStates(self.table, self.partition_of)
-        app.sensors.add(FlushBeforeCommit(self.states))
+        self.outbox = Outbox()
+        app.sensors.add(FlushBeforeCommit(self.states, self.outbox))
+        self._route_outputs()
         self.engine = Engine(self.policy, self.states, salt=settings.salt)
         self.runner = Runner(self.engine)
         # Days close from the low watermark of all activity partitions (shared through Redis),
@@ -313,7 +330,13 @@ class Hearth:
             self.metrics.score_change(cause)
             # Queued synchronously, so changes leave in seq order even when the agent and the
             # graph task both emit for one member.
-            self.changes_topic.send_soon(key=table_key(key), value=_encoder.encode(change))
+            raw_key = table_key(key)
+            self.outbox.add(
+                self.topics.score_changes,
+                self.partition_of(raw_key),
+                raw_key,
+                _encoder.encode(change),
+            )
 
     async def _dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.counters.dead_letters[letter.reason] = (
@@ -380,21 +403,45 @@ class Hearth:
         The table in Redis is the API's read model; the compacted scores topic carries each
         member's explained snapshot as of its latest score change.
         """
-        self.states.flush()
+        self.states.flush(self.outbox)
         store: Any = self.table.data
         await store.flush()  # visible to the API now rather than at the store's own interval
         if self._edges:
             edges, self._edges = self._edges, []
             await self.edges_topic.send(key=b"graph", value=_encoder.encode(edges))
         await self._share_watermarks()
-        if not self._dirty:
-            return
         dirty, self._dirty = self._dirty, set()
         snapshots, self._snapshots = self._snapshots, {}
         current = [(key, state) for key in dirty if (state := self.states.get(key)) is not None]
-        await write_leaderboards(self.redis, self.policy, current)
+        if current:
+            await write_leaderboards(self.redis, self.policy, current)
         for key, snapshot in snapshots.items():
-            await self.scores_topic.send(key=table_key(key), value=_encoder.encode(snapshot))
+            raw_key = table_key(key)
+            self.outbox.add(
+                self.topics.scores, self.partition_of(raw_key), raw_key, _encoder.encode(snapshot)
+            )
+        await self._send_outbox()
+
+    def _route_outputs(self) -> None:
+        """Where outbox records go when a commit cannot wait for the next batch."""
+        store: Any = self.table.data
+        changelog = self.states.changelog_topic
+
+        def persisted(partition: int, offset: int) -> None:
+            store.set_persisted_offset(TP(changelog, partition), offset)
+
+        self.outbox.route(changelog, Route(self.table.send_changelog, persisted))
+        for topic in (self.changes_topic, self.scores_topic):
+            self.outbox.route(topic.get_topic_name(), Route(_send_soon(topic)))
+
+    async def _send_outbox(self) -> None:
+        if not len(self.outbox):
+            return
+        # Records Faust still buffers (a commit drained the outbox into it) go first, so a
+        # partition never receives an older state after a newer one.
+        producer: Any = self.app.producer
+        await producer.buffer.flush()
+        await self.outbox.send(producer._ensure_producer())
 
     def _clock(self) -> float:
         return time.time() if self.settings.decay_clock == "wall" else self.watermark

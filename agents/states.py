@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
+from agents.outbox import Outbox
 from scoring.snapshot import decode_state, encode_state
 from scoring.state import MemberKey, MemberState
 
@@ -52,19 +53,30 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
         self._cache.pop(key, None)
         self._write(table_key(key), None)
 
-    def flush(self) -> int:
-        """Encode and write every member changed since the last flush."""
+    def flush(self, outbox: Outbox | None = None) -> int:
+        """Encode and write every member changed since the last flush.
+
+        Changelog records go to `outbox` when given, else through Faust's own send path.
+        """
         dirty, self._dirty = self._dirty, set()
         for key in dirty:
             state = self._cache.get(key)
             if state is not None:
-                self._write(table_key(key), encode_state(state))
+                self._write(table_key(key), encode_state(state), outbox)
         return len(dirty)
 
-    def _write(self, raw_key: bytes, value: bytes | None) -> None:
+    def _write(self, raw_key: bytes, value: bytes | None, outbox: Outbox | None = None) -> None:
         partition = self._partition_of(raw_key)
         self._table.data.set_in_partition(raw_key, value, partition)
-        self._table.send_changelog(partition, raw_key, value)
+        if outbox is None:
+            self._table.send_changelog(partition, raw_key, value)
+        else:
+            outbox.add(self.changelog_topic, partition, raw_key, value)
+
+    @property
+    def changelog_topic(self) -> str:
+        name: str = self._table.changelog_topic.get_topic_name()
+        return name
 
     def __iter__(self) -> Iterator[MemberKey]:
         self.flush()
