@@ -161,21 +161,59 @@ def worker(loglevel: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--bootstrap", envvar="HEARTH_KAFKA__BOOTSTRAP", default="127.0.0.1:9092")
 @click.option("--topic", default="hearth.activity", show_default=True)
-def publish(file: Path, bootstrap: str, topic: str) -> None:
+@click.option(
+    "--security-protocol",
+    envvar="HEARTH_KAFKA__SECURITY_PROTOCOL",
+    default="PLAINTEXT",
+    show_default=True,
+    type=click.Choice(["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"]),
+)
+@click.option("--sasl-mechanism", envvar="HEARTH_KAFKA__SASL_MECHANISM", help="PLAIN, SCRAM-...")
+@click.option("--username", envvar="HEARTH_KAFKA__USERNAME", help="SASL user.")
+@click.option(
+    "--password",
+    envvar="HEARTH_KAFKA__PASSWORD",
+    help="SASL password; prefer the variable (a command line is visible to other users).",
+)
+@click.option(
+    "--ssl-cafile",
+    envvar="HEARTH_KAFKA__SSL_CAFILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle of the brokers' certificates (SSL protocols).",
+)
+def publish(
+    file: Path,
+    bootstrap: str,
+    topic: str,
+    security_protocol: str,
+    sasl_mechanism: str | None,
+    username: str | None,
+    password: str | None,
+    ssl_cafile: str | None,
+) -> None:
     """Publish events from a JSONL file (or CSV of offline activity) to Kafka.
+
+    Credentials come from the same HEARTH_KAFKA__* variables as the worker's, or the options.
 
     \b
     Example:
       hearth publish out/demo/events.jsonl
       hearth publish committee.csv --topic hearth.activity
+      HEARTH_KAFKA__SECURITY_PROTOCOL=SASL_SSL HEARTH_KAFKA__SASL_MECHANISM=PLAIN \\
+        HEARTH_KAFKA__USERNAME=hearth HEARTH_KAFKA__PASSWORD=... hearth publish events.jsonl
     """
     import asyncio
 
     from rich.progress import Progress
 
+    from stream.kafka_security import KafkaSecurity
     from stream.publisher import publish as send
     from stream.publisher import read_csv, read_jsonl
 
+    try:
+        security = KafkaSecurity(security_protocol, sasl_mechanism, username, password, ssl_cafile)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         records = list(read_csv(file) if file.suffix.lower() == ".csv" else read_jsonl(file))
     except ValueError as exc:
@@ -183,7 +221,13 @@ def publish(file: Path, bootstrap: str, topic: str) -> None:
     with Progress(transient=True) as progress:
         task = progress.add_task("publishing", total=len(records))
         result = asyncio.run(
-            send(bootstrap, topic, records, progress=lambda n: progress.update(task, completed=n))
+            send(
+                bootstrap,
+                topic,
+                records,
+                progress=lambda n: progress.update(task, completed=n),
+                security=security,
+            )
         )
     click.echo(f"{result.sent} sent, {result.failed} failed -> {topic}", err=True)
     for line, problem in result.errors:

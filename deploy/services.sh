@@ -4,6 +4,14 @@
 # up defaults to kafka+redis; down/status/reset default to all three.
 # Everything lives under build/services/ (HEARTH_SERVICES_DIR moves it: a private instance set,
 # e.g. for fault tests that stop or restart a service); reset = down + delete data.
+# Ports: HEARTH_KAFKA_PORT (9092), HEARTH_KAFKA_CONTROLLER_PORT (9093), HEARTH_REDIS_PORT (6379),
+# HEARTH_PROMETHEUS_PORT (9090). Authentication, off unless set (read by up and status):
+#   HEARTH_REDIS_PASSWORD     Redis requires it (requirepass); the checks send it (REDISCLI_AUTH)
+#   HEARTH_KAFKA_SASL_PORT    adds a SASL_PLAINTEXT listener (mechanism PLAIN) on that port, next
+#                             to the PLAINTEXT one, with one user HEARTH_KAFKA_SASL_USER (hearth)
+#                             and password HEARTH_KAFKA_SASL_PASSWORD (required with the port)
+#   HEARTH_REDIS_TLS_PORT     adds a TLS port to Redis (clients: rediss://), next to the plain one,
+#                             with HEARTH_REDIS_TLS_CERT and HEARTH_REDIS_TLS_KEY (PEM files)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,6 +20,9 @@ RUN=${HEARTH_SERVICES_DIR:-$ROOT/build/services}
 KAFKA_LIBS=$ROOT/build/services/kafka/libs
 LOGS=$RUN/logs
 KAFKA_CONTROLLER_PORT=${HEARTH_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_SASL_PORT=${HEARTH_KAFKA_SASL_PORT-}
+KAFKA_SASL_USER=${HEARTH_KAFKA_SASL_USER:-hearth}
+REDIS_PASSWORD=${HEARTH_REDIS_PASSWORD-}
 declare -A PORT=([kafka]=${HEARTH_KAFKA_PORT:-9092} [redis]=${HEARTH_REDIS_PORT:-6379}
                  [prometheus]=${HEARTH_PROMETHEUS_PORT:-9090})
 declare -A TIMEOUT=([kafka]=90 [redis]=15 [prometheus]=15)
@@ -62,7 +73,10 @@ spawn() {
 }
 
 kafka_ready() { port_open "${PORT[kafka]}" && grep -q 'Kafka Server started' "$LOGS/kafka.log" 2>/dev/null; }
-redis_ready() { [[ $(redis-cli -h 127.0.0.1 -p "${PORT[redis]}" ping 2>/dev/null) == PONG ]]; }
+# An empty REDISCLI_AUTH sends no AUTH; a wrong one makes the server unhealthy to us, as it should.
+redis_ready() {
+  [[ $(REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h 127.0.0.1 -p "${PORT[redis]}" ping 2>/dev/null) == PONG ]]
+}
 prometheus_ready() { curl -sf -o /dev/null "http://127.0.0.1:${PORT[prometheus]}/-/ready"; }
 
 wait_ready() {
@@ -95,15 +109,21 @@ start_kafka() {
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"   # only a complete download counts as installed
   fi
   local java=(java -Dlog4j.configuration="file:$log4j" -cp "$KAFKA_LIBS/*")
+  local plain=PLAINTEXT://127.0.0.1:${PORT[kafka]} sasl=
+  [[ -z $KAFKA_SASL_PORT ]] || sasl=,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
   # Settings that depend on paths and ports; in a properties file the last occurrence of a key wins.
-  { cat "$ROOT/deploy/kafka/server.properties"; cat <<EOF
+  # The file may hold the SASL password: only its owner reads it.
+  ( umask 077
+    { cat "$ROOT/deploy/kafka/server.properties"; cat <<EOF
 
 log.dirs=$dir/data
-listeners=PLAINTEXT://127.0.0.1:${PORT[kafka]},CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:${PORT[kafka]}
+listeners=$plain$sasl,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$plain$sasl
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 EOF
-  } >"$dir/server.properties"
+      [[ -z $KAFKA_SASL_PORT ]] || kafka_sasl_properties
+    } >"$dir/server.properties.tmp" )
+  mv "$dir/server.properties.tmp" "$dir/server.properties"
   if [[ ! -s $dir/cluster.id ]]; then
     "${java[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1 >"$dir/cluster.id"
     grep -qE '^[A-Za-z0-9_-]{22}$' "$dir/cluster.id" || die "could not generate a Kafka cluster id"
@@ -115,16 +135,44 @@ EOF
       { tail -n 50 "$LOGS/kafka-format.log" >&2; die "Kafka storage format failed"; }
   fi
   claim_port "${PORT[kafka]}"; claim_port "$KAFKA_CONTROLLER_PORT"
+  [[ -z $KAFKA_SASL_PORT ]] || claim_port "$KAFKA_SASL_PORT"
   spawn kafka java -Xms256m -Xmx1g -Dlog4j.configuration="file:$log4j" -cp "$KAFKA_LIBS/*" \
     kafka.Kafka "$dir/server.properties"
+}
+
+# SASL/PLAIN on its own listener, users from a JAAS line (no authorizer: every user may do anything).
+kafka_sasl_properties() {
+  local pw=${HEARTH_KAFKA_SASL_PASSWORD-}
+  [[ $KAFKA_SASL_PORT =~ ^[0-9]+$ ]] || die "HEARTH_KAFKA_SASL_PORT must be a port number"
+  [[ -n $pw ]] || die "HEARTH_KAFKA_SASL_PORT needs HEARTH_KAFKA_SASL_PASSWORD"
+  [[ $KAFKA_SASL_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "HEARTH_KAFKA_SASL_USER: letters, digits, . _ - only"
+  [[ $pw != *[\"\\$'\n']* ]] || die "HEARTH_KAFKA_SASL_PASSWORD must not contain \" \\ or a line break"
+  cat <<EOF
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \\
+  username="$KAFKA_SASL_USER" password="$pw" user_$KAFKA_SASL_USER="$pw";
+EOF
 }
 
 start_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   claim_port "${PORT[redis]}" redis-server
   mkdir -p "$RUN/redis"
-  spawn redis redis-server --bind 127.0.0.1 --port "${PORT[redis]}" --save '' --appendonly no \
-    --daemonize no --dir "$RUN/redis"
+  # The password goes in a file only its owner reads, not on the command line (ps shows that).
+  local conf=$RUN/redis/auth.conf pw=${REDIS_PASSWORD//\\/\\\\}
+  ( umask 077; if [[ -n $REDIS_PASSWORD ]]; then printf 'requirepass "%s"\n' "${pw//\"/\\\"}"; fi >"$conf" )
+  local tls=()
+  if [[ -n ${HEARTH_REDIS_TLS_PORT-} ]]; then
+    [[ -r ${HEARTH_REDIS_TLS_CERT-} && -r ${HEARTH_REDIS_TLS_KEY-} ]] ||
+      die "HEARTH_REDIS_TLS_PORT needs readable HEARTH_REDIS_TLS_CERT and HEARTH_REDIS_TLS_KEY files"
+    claim_port "$HEARTH_REDIS_TLS_PORT"
+    # Server authentication only: clients verify the server, the server asks no client certificate.
+    tls=(--tls-port "$HEARTH_REDIS_TLS_PORT" --tls-cert-file "$HEARTH_REDIS_TLS_CERT"
+         --tls-key-file "$HEARTH_REDIS_TLS_KEY" --tls-auth-clients no)
+  fi
+  spawn redis redis-server "$conf" --bind 127.0.0.1 --port "${PORT[redis]}" "${tls[@]}" --save '' \
+    --appendonly no --daemonize no --dir "$RUN/redis"
 }
 
 start_prometheus() {
@@ -188,7 +236,7 @@ status_one() {
   return 1
 }
 
-usage() { sed -n '2,5s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 cmd=${1-}; shift || true
 case $cmd in

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from agents.cli import main
 from stream.kafka_security import KafkaSecurity
 from stream.topics import TopicNames, TopicSpec, topic_specs
 
@@ -77,3 +81,19 @@ def test_security_kwargs() -> None:
 def test_security_rejects_incomplete_settings(kwargs: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         KafkaSecurity(**kwargs)
+
+
+CREDENTIAL_VARIABLES = ("SASL_MECHANISM", "USERNAME", "PASSWORD", "SSL_CAFILE")
+
+
+def test_publish_refuses_incomplete_credentials_before_connecting(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"id":"a"}\n')
+    unset: dict[str, str | None] = {f"HEARTH_KAFKA__{name}": None for name in CREDENTIAL_VARIABLES}
+    result = CliRunner().invoke(
+        main,
+        ["publish", str(events), "--bootstrap", "127.0.0.1:1"],
+        env={**unset, "HEARTH_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "SASL_PLAINTEXT needs sasl_mechanism" in result.output
