@@ -203,7 +203,7 @@ MakeWorker = Callable[[str, str, dict[str, str]], Worker]
 
 @pytest.fixture
 def make_secured_worker(secured: Secured, tmp_path: Path) -> Iterator[MakeWorker]:
-    """Workers on the secured services; killed after the test (the instance set goes with them)."""
+    """Workers on the secured services (not started); every one is killed after the test."""
     workers: list[Worker] = []
 
     def make(name: str, redis_url: str, env: dict[str, str]) -> Worker:
