@@ -64,6 +64,14 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         self._data_key = prefix + ":p{}"
         self._owner_key = prefix + ":owner:{}"
 
+    # Faust logs a service's label at every start and stop: without this, the Redis password.
+    @property
+    def label(self) -> str:
+        return f"{type(self).__name__}: {self.url.with_password(None)}"
+
+    def _repr_info(self) -> str:
+        return f"table_name={self.table_name} url={self.url.with_password(None)}"
+
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
@@ -135,6 +143,8 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
 
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
         self._offsets[tp.partition] = offset
+        # The offset must reach Redis even when no key of the partition changes again.
+        self._dirty.setdefault(tp.partition, {})
 
     def apply_changelog_batch(
         self,

@@ -90,7 +90,7 @@ class FlushBeforeCommit(faust.Sensor):
 
     def on_commit_initiated(self, consumer: Any) -> Any:
         self._outbox.drain_to_faust()
-        self._states.flush()
+        self._states.flush(via_faust=True)
         return None
 
 
@@ -160,8 +160,8 @@ class Hearth:
         )
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
-        self.states = TableStates(self.table, self.partition_of)
         self.outbox = Outbox()
+        self.states = TableStates(self.table, self.partition_of, self.outbox)
         app.sensors.add(FlushBeforeCommit(self.states, self.outbox))
         self._route_outputs()
         self.engine = Engine(self.policy, self.states, salt=settings.salt)
@@ -403,7 +403,7 @@ class Hearth:
         The table in Redis is the API's read model; the compacted scores topic carries each
         member's explained snapshot as of its latest score change.
         """
-        self.states.flush(self.outbox)
+        self.states.flush()
         store: Any = self.table.data
         await store.flush()  # visible to the API now rather than at the store's own interval
         if self._edges:

@@ -29,9 +29,12 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
     before every offset commit, so no committed event's effect exists only in memory.
     """
 
-    def __init__(self, table: Any, partition_of: Callable[[bytes], int]) -> None:
+    def __init__(
+        self, table: Any, partition_of: Callable[[bytes], int], outbox: Outbox | None = None
+    ) -> None:
         self._table = table
         self._partition_of = partition_of
+        self._outbox = outbox
         self._cache: dict[MemberKey, MemberState] = {}
         self._dirty: set[MemberKey] = set()
 
@@ -49,15 +52,18 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
         self._dirty.add(key)
 
     def __delitem__(self, key: MemberKey) -> None:
-        self.flush()
+        # The tombstone takes the same path as the member's earlier records, after them.
+        self._dirty.discard(key)
         self._cache.pop(key, None)
-        self._write(table_key(key), None)
+        self._write(table_key(key), None, self._outbox)
 
-    def flush(self, outbox: Outbox | None = None) -> int:
+    def flush(self, *, via_faust: bool = False) -> int:
         """Encode and write every member changed since the last flush.
 
-        Changelog records go to `outbox` when given, else through Faust's own send path.
+        Changelog records go to the outbox, or through Faust's own send path when there is
+        none or `via_faust` (a commit is about to wait for that path).
         """
+        outbox = None if via_faust else self._outbox
         dirty, self._dirty = self._dirty, set()
         for key in dirty:
             state = self._cache.get(key)
