@@ -90,15 +90,11 @@ async def erase_member(hearth: Hearth, command: MemberCommand) -> None:
     raw_key = table_key(key)
     # Deleting writes a tombstone even when no state is held: the changelog and the Redis table
     # end up without the key whatever a previous owner left behind.
-    del hearth.states[key]
-    hearth.runner.schedule.set(key, None)
-    # The service's queues of leaderboard writes and snapshots not published yet.
-    hearth._dirty.discard(key)
-    hearth._snapshots.pop(key, None)
+    hearth.forget_member(key)
     await _erase_outputs(hearth, command.community, command.member, raw_key)
     erasures = erasures_of(hearth)
     erasures.record()
-    log.info("erased a member of community %s", command.community)
+    log.info("erased a member")
     delay = max(
         REASSERT_MIN_SECONDS, REASSERT_AFTER_FLUSHES * hearth.settings.flush_interval_seconds
     )

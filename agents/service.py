@@ -338,6 +338,13 @@ class Hearth:
                 _encoder.encode(change),
             )
 
+    def forget_member(self, key: MemberKey) -> None:
+        """Delete a member's state (a changelog tombstone) and drop its pending outputs."""
+        del self.states[key]
+        self.runner.schedule.set(key, None)
+        self._dirty.discard(key)
+        self._snapshots.pop(key, None)
+
     async def _dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.counters.dead_letters[letter.reason] = (
             self.counters.dead_letters.get(letter.reason, 0) + 1
