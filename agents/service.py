@@ -161,7 +161,9 @@ class Hearth:
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
         self.outbox = Outbox()
-        self.states = TableStates(self.table, self.partition_of, self.outbox)
+        self.states = TableStates(
+            self.table, self.partition_of, self.outbox, settings.state_cache_size
+        )
         app.sensors.add(FlushBeforeCommit(self.states, self.outbox))
         self._route_outputs()
         self.engine = Engine(self.policy, self.states, salt=settings.salt)
@@ -480,7 +482,10 @@ class Hearth:
         await consumer.start()
         graph = self.engine.graph
         flagged: dict[MemberKey, tuple[int, float]] = {}
-        seen: set[str] = set()
+        # Edge ids per event-time day, to ignore edges sent again after a crash; a redelivered
+        # event is recent, so days well behind the newest are dropped (memory stays bounded).
+        seen: dict[int, set[str]] = {}
+        keep_days = self.policy.spec.late_days + 2
         day: int | None = None
         try:
             while not self.app.should_stop:
@@ -489,14 +494,17 @@ class Hearth:
                     e for msgs in batch.values() for m in msgs for e in edge_decoder.decode(m.value)
                 ]
                 for edge in sorted(edges, key=lambda e: e.t):
-                    if edge.id in seen:
-                        continue
-                    seen.add(edge.id)
                     edge_day = int(edge.t // 86400)
+                    ids = seen.setdefault(edge_day, set())
+                    if edge.id in ids:
+                        continue
+                    ids.add(edge.id)
                     if day is not None and edge_day > day:
                         await self._send_verdicts(flagged, (day + 1) * 86400.0)
                     day = edge_day if day is None else max(day, edge_day)
                     graph.add(edge.community, edge.giver, edge.receiver)
+                for old in [d for d in seen if day is not None and d < day - keep_days]:
+                    del seen[old]
                 if not edges and day is not None:
                     await self._send_verdicts(flagged, self.watermark)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -22,7 +23,8 @@ def member_key(raw: bytes) -> MemberKey:
 class TableStates(MutableMapping[MemberKey, MemberState]):
     """The engine's view of a Faust table of encoded states.
 
-    Reads come from a decoded cache (decoding on every event would dominate the cost).
+    Reads come from a decoded cache of at most `cache_size` states (decoding on every event
+    would dominate the cost; keeping every member decoded would grow memory without bound).
     Writes are coalesced: a member changed by many events is encoded once per `flush`, into
     the store and the changelog of the member's own partition, so a worker may update any
     member whose partition it owns, whatever event it is processing. The service flushes
@@ -30,11 +32,16 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
     """
 
     def __init__(
-        self, table: Any, partition_of: Callable[[bytes], int], outbox: Outbox | None = None
+        self,
+        table: Any,
+        partition_of: Callable[[bytes], int],
+        outbox: Outbox | None = None,
+        cache_size: int = 25_000,
     ) -> None:
         self._table = table
         self._partition_of = partition_of
         self._outbox = outbox
+        self._cache_size = cache_size
         self._cache: dict[MemberKey, MemberState] = {}
         self._dirty: set[MemberKey] = set()
 
@@ -69,7 +76,15 @@ class TableStates(MutableMapping[MemberKey, MemberState]):
             state = self._cache.get(key)
             if state is not None:
                 self._write(table_key(key), encode_state(state), outbox)
+        if len(self._cache) > self._cache_size:
+            self._evict()
         return len(dirty)
+
+    def _evict(self) -> None:
+        """Drop the oldest decoded states (all are written out now): memory stays bounded."""
+        excess = len(self._cache) - self._cache_size + self._cache_size // 5
+        for key in list(itertools.islice(self._cache, excess)):
+            del self._cache[key]
 
     def _write(self, raw_key: bytes, value: bytes | None, outbox: Outbox | None = None) -> None:
         partition = self._partition_of(raw_key)
