@@ -23,6 +23,10 @@ class Reason(StrEnum):
     TOO_LATE = "too_late"
 
 
+# JSON nested deeper than the interpreter's recursion limit cannot be decoded (nor checked).
+_TOO_DEEP = "JSON nested too deeply to decode"
+
+
 class DeadLetter(msgspec.Struct, frozen=True):
     """A rejected message with its reason; `raw` is kept so nothing vanishes."""
 
@@ -52,15 +56,24 @@ class EventDecoder:
         except UnicodeDecodeError as exc:
             return DeadLetter(Reason.INVALID_UTF8, str(exc), raw)
         except msgspec.ValidationError as exc:
-            # The typed decoder may reject the shape before it reaches a syntax error.
-            try:
-                msgspec.json.decode(raw)
-            except msgspec.DecodeError as syntax:
-                return DeadLetter(Reason.INVALID_JSON, str(syntax), raw)
-            return DeadLetter(Reason.SCHEMA, str(exc), raw)
+            return self._schema_or_syntax(raw, exc)
         except msgspec.DecodeError as exc:
             return DeadLetter(Reason.INVALID_JSON, str(exc), raw)
+        except RecursionError:
+            return DeadLetter(Reason.INVALID_JSON, _TOO_DEEP, raw)
         return self.check(event, raw, now)
+
+    def _schema_or_syntax(self, raw: bytes, violation: msgspec.ValidationError) -> DeadLetter:
+        """The typed decoder may reject the shape before it reaches a syntax error: look again."""
+        try:
+            msgspec.json.decode(raw)
+        except UnicodeDecodeError as exc:  # bytes the typed decoder skipped: a field name, a time
+            return DeadLetter(Reason.INVALID_UTF8, str(exc), raw)
+        except msgspec.DecodeError as syntax:
+            return DeadLetter(Reason.INVALID_JSON, str(syntax), raw)
+        except RecursionError:
+            return DeadLetter(Reason.INVALID_JSON, _TOO_DEEP, raw)
+        return DeadLetter(Reason.SCHEMA, str(violation), raw)
 
     def check(self, event: ActivityEvent, raw: bytes, now: float) -> ActivityEvent | DeadLetter:
         """Rules the schema cannot express: catalog membership, attrs size, clock skew."""
