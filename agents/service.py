@@ -182,6 +182,7 @@ class Hearth:
         self._snapshots: dict[MemberKey, MemberScore] = {}
         self._edges: list[Edge] = []
         self._reschedule = True
+        self.joined = False  # until the group gave this worker its (possibly empty) assignment
         # One agent reads both topics so neither starves the other: credits must keep up with
         # the activity that produces them, or their days would close before they arrive.
         inputs = app.topic(
@@ -534,6 +535,7 @@ class Hearth:
         self.runner.schedule = type(self.runner.schedule)()
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self.joined = True
         self._local = {tp.partition for tp in assigned if tp.topic == self.topics.activity}
         self.states.forget()
         self._reschedule = True

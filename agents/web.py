@@ -237,6 +237,8 @@ def register_views(hearth: Hearth) -> None:
             problems = []
             if app.rebalancing:
                 problems.append("rebalancing")
+            if not hearth.joined:
+                problems.append("no partition assignment yet")
             try:
                 await hearth.redis.ping()
             except Exception as exc:  # noqa: BLE001 - any failure means not ready

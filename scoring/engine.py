@@ -33,6 +33,10 @@ class Outcome(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
 
 
+_SIDE_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads the side over every bit
+_MASK64 = (1 << 64) - 1
+
+
 def stable_hash(text: str, seed: int = 0) -> int:
     """A 64-bit hash that is the same in every process (Python's str hash is not)."""
     return xxhash.xxh3_64_intdigest(text.encode(), seed)
@@ -146,7 +150,9 @@ class Engine:
         else:
             if bucket.peers is None:
                 bucket.peers = {}
-            peer = stable_hash(counterpart, self._seed + side)
+            # The side goes in after hashing: xxh3 maps short inputs under nearby seeds to equal
+            # hashes, which made different counterparts on different sides one repeat.
+            peer = stable_hash(counterpart, self._seed) ^ (side * _SIDE_MIX & _MASK64)
             repeats = bucket.peers.get(peer, 0)
             bucket.peers[peer] = repeats + 1
             weight = 0.5**repeats
