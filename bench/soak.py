@@ -1,8 +1,15 @@
 """Soak: a steady offered load against one worker for a while, reporting throughput, lag and RSS.
 
-Usage: python bench/soak.py [--rate 500] [--minutes 10] [--members 20000] [--out FILE]
+Usage: python bench/soak.py [--rate 500] [--minutes 10] [--members 20000]
+                            [--event-hours-per-second 2] [--out FILE]
 Needs the services of `make services-up`. Prints one line per sample and a summary; RSS must
 plateau (the summary compares the last third of the run with the middle third).
+
+A member's open days keep what late events still need (event ids, counterparts), so memory is
+bounded by days closing, not by minutes passing. The soak therefore runs in time-lapse: event
+time advances `--event-hours-per-second` hours per second of the run (2: ten minutes cover 50
+days, ending now) and the worker decays and closes days by event time. 0 sends live events
+(all in today's day, which never closes during the run).
 """
 
 from __future__ import annotations
@@ -48,9 +55,14 @@ def stats(port: int) -> dict[str, Any]:
         return result
 
 
-async def produce(topic: str, rate: int, seconds: float, members: int, sent: list[int]) -> None:
-    """Offer `rate` events/s of fresh, current-time events for `seconds`."""
-    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9092", linger_ms=5)
+BOOTSTRAP = os.environ.get("HEARTH_KAFKA__BOOTSTRAP", "127.0.0.1:9092")
+
+
+async def produce(
+    topic: str, rate: int, seconds: float, members: int, lapse: float, sent: list[int]
+) -> None:
+    """Offer `rate` events/s for `seconds`; event time runs `lapse` hours per second."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5)
     await producer.start()
     try:
         events = generate_bulk(
@@ -61,13 +73,16 @@ async def produce(topic: str, rate: int, seconds: float, members: int, sent: lis
             days=max(1, int(seconds // 86400) + 1),
         )
         started = time.monotonic()
+        first_event = time.time() - seconds * lapse * 3600
         for n, raw in enumerate(events):
             due = started + n / rate
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             body = json.loads(raw)
-            body["time"] = datetime.now(UTC).isoformat()  # live events, not a backfill
+            elapsed = time.monotonic() - started
+            at = first_event + elapsed * lapse * 3600 if lapse else time.time()
+            body["time"] = datetime.fromtimestamp(at, UTC).isoformat()
             key = f"{body['community']}/{body['actor']}".encode()
             await producer.send(topic, json.dumps(body).encode(), key=key)
             sent[0] = n + 1
@@ -83,6 +98,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--sample-seconds", type=float, default=10.0)
+    parser.add_argument("--event-hours-per-second", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=ROOT / "build/bench/soak.json")
     args = parser.parse_args()
 
@@ -95,6 +111,7 @@ def main() -> None:
         "HEARTH_TOPIC_PREFIX": f"{run_id}.",
         "HEARTH_WEB_PORT": str(port),
         "HEARTH_DATA_DIR": str(data_dir),
+        "HEARTH_DECAY_CLOCK": "event" if args.event_hours_per_second else "wall",
     }
     log = (data_dir / "worker.log").open("wb")
     worker = subprocess.Popen(  # noqa: S603
@@ -115,7 +132,14 @@ def main() -> None:
         producer = loop.run_in_executor(
             None,
             lambda: asyncio.run(
-                produce(f"{run_id}.activity", args.rate, seconds, args.members, sent)
+                produce(
+                    f"{run_id}.activity",
+                    args.rate,
+                    seconds,
+                    args.members,
+                    args.event_hours_per_second,
+                    sent,
+                )
             ),
         )
         started = time.monotonic()
@@ -123,7 +147,8 @@ def main() -> None:
         while not producer.done() or time.monotonic() - started < seconds + 5:
             loop.run_until_complete(asyncio.sleep(args.sample_seconds))
             now = time.monotonic()
-            consumed = int(stats(port)["consumed"])
+            current = stats(port)
+            consumed = int(current["consumed"])
             sample = {
                 "t": round(now - started, 1),
                 "sent": sent[0],
@@ -131,6 +156,7 @@ def main() -> None:
                 "lag": sent[0] - consumed,
                 "events_per_second": round((consumed - previous[1]) / (now - previous[0]), 1),
                 "rss_mib": round(rss_bytes(worker.pid) / 2**20, 1),
+                "members": current["members"],
             }
             previous = (now, consumed)
             samples.append(sample)
@@ -148,6 +174,7 @@ def main() -> None:
     summary = {
         "rate": args.rate,
         "minutes": args.minutes,
+        "event_hours_per_second": args.event_hours_per_second,
         "sent": sent[0],
         "consumed": samples[-1]["consumed"] if samples else 0,
         "max_lag": max((s["lag"] for s in samples), default=0),
