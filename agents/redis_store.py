@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -29,6 +29,7 @@ from redis.exceptions import WatchError
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.2
+OWNER_CHECK_SECONDS = 1.0
 
 
 class FlushStats:
@@ -59,6 +60,8 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         self._worker = uuid.uuid4().hex[:12]
         self._flush_lock = asyncio.Lock()
         self.stats = FlushStats()
+        # Hands over records the service holds back, before states are written (see flush).
+        self.before_write: Callable[[], Awaitable[None]] | None = None
         prefix = f"hearth:table:{app.conf.id}:{self.table_name}"
         self._offsets_key = f"{prefix}:offsets"
         self._data_key = prefix + ":p{}"
@@ -226,10 +229,14 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
             targets = sorted(
                 self._dirty if partitions is None else set(partitions) & set(self._dirty)
             )
+            batches = {partition: self._dirty.pop(partition) for partition in targets}
+            if batches and not await self._messages_sent():
+                for partition, dirty in batches.items():
+                    self._dirty[partition] = dirty | self._dirty.get(partition, {})
+                return 0
             written = 0
             started = time.perf_counter()
-            for partition in targets:
-                dirty = self._dirty.pop(partition)
+            for partition, dirty in batches.items():
                 try:
                     written += await self._write(partition, dirty)
                 except WatchError:
@@ -246,6 +253,28 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
                 self.stats.last_duration = time.perf_counter() - started
             return written
 
+    async def _messages_sent(self) -> bool:
+        """Wait until Kafka has every message produced so far; False if the producer failed.
+
+        The states about to be written record what their events caused (a score change's
+        seq, the last applied offset): the messages must be durable first. Otherwise a crash
+        could keep a state whose score change was never published, and the redelivered event,
+        now a duplicate, would not publish it again (a gap in the member's seqs). Records the
+        service still holds back (its outbox) are handed over first by `before_write`.
+        """
+        try:
+            if self.before_write is not None:
+                await self.before_write()
+            producer = self.app.producer
+            while producer.buffer.size:  # Faust's flush gives up after 0.1 s without a send
+                await producer.buffer.flush()
+            await producer.flush()
+        except Exception:
+            self.stats.failures += 1
+            log.exception("producer flush failed; Redis write postponed")
+            return False
+        return True
+
     async def _write(self, partition: int, dirty: dict[bytes, bytes | None]) -> int:
         owner_key = self._owner_key.format(partition)
         data_key = self._data_key.format(partition)
@@ -254,9 +283,20 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
             token = self._tokens.get(partition)
             current = await pipe.get(owner_key)
             owner = current.decode() if isinstance(current, bytes) else current
-            if token is None or owner != token:
+            lost = token is not None and owner is None
+            if token is None or (owner != token and not lost):
                 raise WatchError("fenced")
             pipe.multi()  # type: ignore[no-untyped-call]
+            if lost:
+                # Redis lost the partition (restarted without persistence, or flushed): claim
+                # it again and write the whole working copy, not only what changed, so the
+                # read model is whole again. The WATCH fences a worker that claimed it since.
+                log.warning("partition %d is missing from Redis; writing it whole", partition)
+                pipe.set(owner_key, token)
+                pipe.delete(data_key)
+                dirty = {
+                    k: v for k, v in self._data.items() if self._partition_of.get(k) == partition
+                }
             upserts = {k: v for k, v in dirty.items() if v is not None}
             deletes = [k for k, v in dirty.items() if v is None]
             if upserts:
@@ -270,9 +310,31 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
 
     @Service.task
     async def _flusher(self) -> None:
+        checked = time.monotonic()
         while not self.should_stop:
             await self.sleep(FLUSH_INTERVAL_SECONDS)
+            if time.monotonic() - checked >= OWNER_CHECK_SECONDS:
+                checked = time.monotonic()
+                await self._check_owners()
             await self.flush()
+
+    async def _check_owners(self) -> None:
+        """Queue a whole rewrite of owned partitions whose owner key Redis no longer has.
+
+        A flush notices the loss itself, but only for a partition with changes: without this
+        check a quiet partition would stay missing from the read model.
+        """
+        partitions = sorted(self._tokens)
+        if not partitions:
+            return
+        try:
+            owners = await self.client.mget([self._owner_key.format(p) for p in partitions])
+        except Exception as exc:  # noqa: BLE001 - Redis down: the next check tries again
+            log.warning("cannot check partition owners in Redis: %r", exc)
+            return
+        for partition, owner in zip(partitions, owners, strict=True):
+            if owner is None:
+                self._dirty.setdefault(partition, {})
 
     async def on_stop(self) -> None:
         await self.flush()

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -28,10 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from scoring.records import MemberScore
+from scoring.records import MemberScore, ScoreChange
 from stream.publisher import publish, read_jsonl
 from stream.synthetic import DEFAULT_COUNTS, generate_community, write_jsonl
 
@@ -420,4 +422,142 @@ def score_mismatches(
             problems.append(f"{member}: tier {want.tier} != {what} {got.tier}")
         if want.flags != got.flags:
             problems.append(f"{member}: flags {want.flags} != {what} {got.flags}")
+    return problems
+
+
+# -- fault tests: paced publishing, committed offsets, metrics, seqs -------------------------
+
+
+class PacedPublisher:
+    """Publishes a JSONL log in chunks with pauses, from a thread, so faults land mid-stream.
+
+    `published` counts the lines sent so far; `join()` waits for the end and re-raises a
+    publishing failure. The publisher retries through a broker outage (it is the platform's
+    side, not the system under test).
+    """
+
+    def __init__(
+        self, bootstrap: str, topic: str, path: Path, *, chunk: int = 100, pause: float = 0.1
+    ) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.lines = list(read_jsonl(path))
+        self.chunk, self.pause = chunk, pause
+        self.published = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="paced-publisher", daemon=True)
+
+    def start(self) -> PacedPublisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._publish())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in join()
+            self.error = exc
+
+    async def _publish(self) -> None:
+        for start in range(0, len(self.lines), self.chunk):
+            part = self.lines[start : start + self.chunk]
+            for attempt in range(60):
+                try:
+                    result = await publish(self.bootstrap, self.topic, part)
+                except Exception as exc:  # noqa: BLE001 - the broker may be down for a while
+                    failure: object = exc
+                else:
+                    if result.failed == 0:
+                        break
+                    failure = result.errors
+                if attempt == 59:
+                    raise AssertionError(f"publishing failed: {failure}")
+                # A chunk that failed part-way is sent again whole: its events are duplicates
+                # (same ids) that the service must de-duplicate.
+                await asyncio.sleep(0.5)
+            self.published += len(part)
+            await asyncio.sleep(self.pause)
+
+    def join(self, timeout: float = 120.0) -> int:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise WaitTimeout(f"publisher still running after {timeout}s ({self.published} sent)")
+        if self.error is not None:
+            raise self.error
+        return self.published
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Partition -> the group's committed offset on `topic` (0 where nothing is committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    out = {}
+    for partition in await partitions_of(bootstrap, topic):
+        meta = committed.get(TopicPartition(topic, partition))
+        out[partition] = meta.offset if meta is not None and meta.offset >= 0 else 0
+    return out
+
+
+def wait_worker_ready(worker: Worker, timeout: float = 90.0) -> None:
+    """Until this start of the worker has joined the group and finished recovery.
+
+    /readyz answers ready before the consumer has joined its group (it only checks that no
+    rebalance is under way), so a worker restarted after a crash looks ready while it still
+    waits for the dead member's session to expire. Faust logs "Worker ready" once the
+    assignment is recovered and the streams resume.
+    """
+    worker.wait_until(lambda: "Recovery]: Worker ready" in worker.log_text(), timeout, "recovery")
+    worker.wait_ready(timeout)
+
+
+def metric_samples(worker: Worker, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of metric `name` on the worker's /metrics, by sorted label pairs."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, labels = head.partition("{")
+        if metric != name:
+            continue
+        pairs = []
+        for part in filter(None, labels.rstrip("}").split(",")):
+            key, _, quoted = part.partition("=")
+            pairs.append((key, quoted.strip('"')))
+        samples[tuple(sorted(pairs))] = float(value)
+    return samples
+
+
+def metric_by(worker: Worker, name: str, label: str) -> dict[str, float]:
+    """Metric `name` summed by one label."""
+    totals: dict[str, float] = {}
+    for labels, value in metric_samples(worker, name).items():
+        key = dict(labels).get(label, "")
+        totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+_score_change = msgspec.json.Decoder(ScoreChange)
+
+
+def score_change_seqs(bootstrap: str, topic: str) -> dict[str, list[int]]:
+    """Each member's score-change seq numbers in the order they were published."""
+    seqs: dict[str, list[int]] = {}
+    for record in asyncio.run(read_topic(bootstrap, topic)):
+        change = _score_change.decode(record.value)
+        seqs.setdefault(f"{change.community}/{change.member}", []).append(change.seq)
+    return seqs
+
+
+def seq_gaps(seqs: Mapping[str, list[int]]) -> list[str]:
+    """Members whose seqs, repeats aside (at least once may publish one again), miss a number."""
+    problems = []
+    for member, numbers in sorted(seqs.items()):
+        missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
+        if missing:
+            problems.append(f"{member}: missing {missing} in {numbers}")
     return problems
