@@ -13,6 +13,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from faust.types import TP
+from redis.exceptions import RedisError
 
 from agents.commands import Edge, MemberCommand, command_decoder, command_encoder, edge_decoder
 from agents.metrics import HearthMetrics
@@ -123,6 +124,9 @@ class Hearth:
             # Every flush sends a burst of changelog records: let them share produce requests.
             producer_linger=0.005,
             producer_max_batch_size=256 * 1024,
+            # A crashed worker's partitions wait for its session to expire (Faust: 60 s).
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
         )
         self.redis = aioredis.from_url(redis_url)
         self.read_model = ReadModel(self.redis, self.policy, settings.app_id, settings.partitions)
@@ -193,7 +197,7 @@ class Hearth:
             partitions=settings.partitions,
         )
         app.agent(inputs, name="score")(self._score)
-        app.timer(settings.flush_interval_seconds)(self._publish_dirty)
+        app.timer(settings.flush_interval_seconds)(self._publish_dirty_guarded)
         app.timer(settings.decay_tick_seconds)(self._decay_tick)
         app.task(self._graph_loop)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -244,7 +248,8 @@ class Hearth:
             self.metrics.event(event.type, Outcome.SELF_INTERACTION, t)
             return
         state = self.states.get(key)
-        if state is not None and offset <= state.applied_offset:
+        redelivered = state is not None and offset <= state.applied_offset
+        if redelivered:
             # Redelivered after a restart: the actor's side is already in its state.
             self.counters.skipped_offsets += 1
             outcome = Outcome.DUPLICATE
@@ -265,9 +270,10 @@ class Hearth:
             self.states[key] = state
         if outcome is Outcome.APPLIED:
             await self._emit_check(key, t, event.id)
-        if event.target is not None and rule.target:
-            # Sent again for duplicates too: the target side de-duplicates by id, so a credit
-            # whose write was lost in a crash is recovered when the event is redelivered.
+        if event.target is not None and rule.target and (redelivered or outcome is Outcome.APPLIED):
+            # Sent again for a redelivered message too: the target side de-duplicates by id, so a
+            # credit whose write was lost in a crash is recovered. A replayed id at another
+            # offset is not credited again (its content may differ; replay credits it once).
             command = MemberCommand(
                 "credit", event.community, event.target, t, event.id, event.type, event.actor
             )
@@ -419,18 +425,28 @@ class Hearth:
         if self._edges:
             edges, self._edges = self._edges, []
             await self.edges_topic.send(key=b"graph", value=_encoder.encode(edges))
-        await self._share_watermarks()
-        dirty, self._dirty = self._dirty, set()
         snapshots, self._snapshots = self._snapshots, {}
-        current = [(key, state) for key in dirty if (state := self.states.get(key)) is not None]
-        if current:
-            await write_leaderboards(self.redis, self.policy, current)
         for key, snapshot in snapshots.items():
             raw_key = table_key(key)
             self.outbox.add(
                 self.topics.scores, self.partition_of(raw_key), raw_key, _encoder.encode(snapshot)
             )
         await self._send_outbox()
+        await self._share_watermarks()
+        dirty, self._dirty = self._dirty, set()
+        current = [(key, state) for key in dirty if (state := self.states.get(key)) is not None]
+        try:
+            await write_leaderboards(self.redis, self.policy, current)
+        except RedisError:
+            self._dirty |= dirty  # placed on the leaderboards at the next flush
+            raise
+
+    async def _publish_dirty_guarded(self) -> None:
+        """The flush timer: a Redis outage (a restart) is waited out, not a crash."""
+        try:
+            await self._publish_dirty()
+        except RedisError as exc:
+            log.warning("writing to Redis failed (%s); retrying", type(exc).__name__)
 
     def _route_outputs(self) -> None:
         """Where outbox records go when a commit cannot wait for the next batch."""
@@ -441,6 +457,8 @@ class Hearth:
             store.set_persisted_offset(TP(changelog, partition), offset)
 
         self.outbox.route(changelog, Route(self.table.send_changelog, persisted))
+        # A state reaches Redis only after the score changes it records have left the outbox.
+        store.before_write = self._send_outbox
         for topic in (self.changes_topic, self.scores_topic):
             self.outbox.route(topic.get_topic_name(), Route(_send_soon(topic)))
 

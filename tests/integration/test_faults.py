@@ -282,12 +282,6 @@ def _fault_at(rng: random.Random, what: str) -> int:
 # -- b. Redis restarted empty ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the worker exits when Redis restarts: a redis ConnectionError in the _publish_dirty "
-    "timer (_share_watermarks) crashes the Faust app; passes once that timer survives it",
-)
 def test_redis_restarted_empty_mid_stream(
     fault_log: FaultLog, private: Private, private_worker: Worker
 ) -> None:

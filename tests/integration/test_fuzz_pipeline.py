@@ -64,7 +64,6 @@ OUTCOMES = (
     "too_late",
     "rekeyed",
     "target_applied",
-    "target_duplicate",
 )
 
 
@@ -92,7 +91,8 @@ def expected_account(messages: Iterable[Sent], closed_through: int) -> Account:
     service's order: target == actor is a self-interaction; a day on or before
     `closed_through` is too late (dead-lettered, key community/actor, no value); an id the
     member already has on that day is a duplicate; anything else is applied. The target of an
-    interaction type is credited for applied and duplicate events alike, once per id and day.
+    applied interaction is credited once per id and day (a replayed id is not credited again:
+    its content may differ; only a redelivered message, the same offset, would be).
     """
     account = Account()
     actor_sides: set[tuple[str, str, int, str]] = set()
@@ -118,7 +118,7 @@ def expected_account(messages: Iterable[Sent], closed_through: int) -> Account:
             account.letters[(event.key, b"", "too_late")] += 1
         if outcome in ("applied", "duplicate"):
             account.accepted.append(message)
-            if event.target is not None and event.type in CREDITED:
+            if outcome == "applied" and event.target is not None and event.type in CREDITED:
                 side = (event.community, event.target, event.day, event.id)
                 credit = "duplicate" if side in target_sides else "applied"
                 target_sides.add(side)
