@@ -13,7 +13,7 @@ messages) at a steady pace, injects a fault while the worker is consuming it, an
   self-interaction + dead-lettered, from the worker's /stats and from its /metrics.
 
 The Redis-restart and broker-stop tests run on a private instance set (deploy/services.sh with
-HEARTH_SERVICES_DIR, ports 49092/49093/46379), started once for this module, so the shared
+HEARTH_SERVICES_DIR, ports 27092/27093/27379), started once for this module, so the shared
 services are never disturbed. Kill points and fault times are seeded and printed.
 """
 
@@ -57,9 +57,9 @@ SEED = 20260105
 # A crashed member holds its partitions until its session expires (Faust's default: 60 s).
 FAST_SESSION = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 PRIVATE = {
-    "HEARTH_KAFKA_PORT": "49092",
-    "HEARTH_KAFKA_CONTROLLER_PORT": "49093",
-    "HEARTH_REDIS_PORT": "46379",
+    "HEARTH_KAFKA_PORT": "27092",
+    "HEARTH_KAFKA_CONTROLLER_PORT": "27093",
+    "HEARTH_REDIS_PORT": "27379",
 }
 INVALID = [
     b'{"id":"bad-type","type":"nope.unknown","community":"demo","actor":"x",'
@@ -206,15 +206,9 @@ class Private(msgspec.Struct):
     env: dict[str, str]
 
     def services(self, *args: str) -> None:
-        # 49092 lies in Linux's ephemeral range: a client retrying a stopped broker can get it
-        # as its own source port for a moment (a self-connection); starting again then works.
-        for attempt in range(4):
-            try:
-                return self._services(*args)
-            except AssertionError:
-                if args[0] != "up" or attempt == 3:
-                    raise
-                time.sleep(15)
+        # The ports lie below Linux's ephemeral range (32768-60999): a client retrying a stopped
+        # broker on an ephemeral port can connect to itself and hold the port the broker needs.
+        self._services(*args)
 
     def _services(self, *args: str) -> None:
         run = subprocess.run(

@@ -31,7 +31,8 @@ SERVICES = ROOT / "deploy" / "services.sh"
 # A fixed place: a run that died without `down` leaves its instances where the next run stops them
 # (`reset`: each run starts with empty Kafka and Redis, so it cannot see an earlier run's topics).
 RUN_DIR = ROOT / "build" / "test-services" / "transport-security"
-KAFKA_PORT, CONTROLLER_PORT, SASL_PORT, REDIS_PORT = 39092, 39093, 39094, 36379
+# Below Linux's ephemeral port range (32768-60999), where no client socket can hold them.
+KAFKA_PORT, CONTROLLER_PORT, SASL_PORT, REDIS_PORT = 28092, 28093, 28094, 28379
 SASL_USER = "hearth"
 # Fresh per run; a space and a dollar test the quoting in the JAAS line.
 SASL_PASSWORD = f"sasl {secrets.token_hex(6)} $x"
@@ -80,12 +81,8 @@ def _services(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 def _up(env: dict[str, str], attempts: int = 4) -> subprocess.CompletedProcess[str]:
-    """`up`, again when a port was taken at bind time.
-
-    The ports are inside Linux's ephemeral range (32768-60999): on a busy machine an outgoing
-    connection can hold one of them as its local port for a while, which the script's check
-    for a listener does not see.
-    """
+    """`up`, again when a port was taken at bind time (a socket the script's check for a
+    listener does not see, e.g. one closing)."""
     for attempt in range(1, attempts + 1):
         up = _services("up", env)
         if up.returncode == 0 or "Address already in use" not in _service_logs():
