@@ -19,6 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka.partitioner import DefaultPartitioner
 
+from agents.redis_store import table_data_key
 from scoring.engine import Engine
 from scoring.policy import DIMENSIONS, Policy
 from scoring.records import MemberScore
@@ -27,12 +28,6 @@ from scoring.snapshot import decode_state
 from scoring.state import MemberKey, MemberState
 
 OVERALL = "overall"
-TABLE = "members"
-
-
-def table_data_key(app_id: str, partition: int, table: str = TABLE) -> str:
-    """The Redis hash in which the table store keeps one partition's member states."""
-    return f"hearth:table:{app_id}:{table}:p{partition}"
 
 
 def member_key(community: str, member: str) -> str:

@@ -29,6 +29,13 @@ from redis.exceptions import WatchError
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.2
+
+
+def table_data_key(app_id: str, partition: int, table: str = "members") -> str:
+    """The Redis hash in which the store keeps one table partition (the API reads it too)."""
+    return f"hearth:table:{app_id}:{table}:p{partition}"
+
+
 OWNER_CHECK_SECONDS = 1.0
 
 
@@ -64,7 +71,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         self.before_write: Callable[[], Awaitable[None]] | None = None
         prefix = f"hearth:table:{app.conf.id}:{self.table_name}"
         self._offsets_key = f"{prefix}:offsets"
-        self._data_key = prefix + ":p{}"
+        self._app_id = app.conf.id
         self._owner_key = prefix + ":owner:{}"
 
     # Faust logs a service's label at every start and stop: without this, the Redis password.
@@ -208,7 +215,8 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         if offset is None:
             return  # nothing in Redis: Faust recovery replays the changelog
         loaded = 0
-        async for key, value in client.hscan_iter(self._data_key.format(partition), count=2000):
+        data_key = table_data_key(self._app_id, partition, self.table_name)
+        async for key, value in client.hscan_iter(data_key, count=2000):
             self._data[key] = value
             self._partition_of[key] = partition
             loaded += 1
@@ -277,7 +285,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
 
     async def _write(self, partition: int, dirty: dict[bytes, bytes | None]) -> int:
         owner_key = self._owner_key.format(partition)
-        data_key = self._data_key.format(partition)
+        data_key = table_data_key(self._app_id, partition, self.table_name)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(owner_key)
             token = self._tokens.get(partition)
