@@ -521,7 +521,7 @@ class Hearth:
                     if day is not None and edge_day > day:
                         await self._send_verdicts(flagged, (day + 1) * 86400.0)
                     day = edge_day if day is None else max(day, edge_day)
-                    graph.add(edge.community, edge.giver, edge.receiver)
+                    graph.add(edge.community, edge.giver, edge.receiver, edge_day)
                 for old in [d for d in seen if day is not None and d < day - keep_days]:
                     del seen[old]
                 if not edges and day is not None:

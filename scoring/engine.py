@@ -110,7 +110,7 @@ class Engine:
         if outcome is Outcome.APPLIED and target is not None and rule.target:
             self.apply_side((community, target), rule, TARGET, t, id_hash ^ 1, actor)
             if any(value > 0 for _, value in rule.target):
-                self.graph.add(community, actor, target)
+                self.graph.add(community, actor, target, int(t // DAY_SECONDS))
         return outcome
 
     def apply_side(

@@ -66,6 +66,7 @@ class CollusionSpec(_Strict, forbid_unknown_fields=True, frozen=True):
     max_group: Annotated[int, msgspec.Meta(ge=1)] = 5
     min_insularity: Fraction = 0.8
     damping: Fraction = 0.1
+    window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
 
 
 class ActionSpec(_Strict, forbid_unknown_fields=True, frozen=True):

@@ -68,8 +68,8 @@ def test_graph_defaults_match_the_shipped_policy(default_policy: Policy) -> None
 def test_insularity_threshold(outside: int, flagged: bool) -> None:
     graph = InteractionGraph(spec())
     for giver in ("g1", "g2", "g3"):
-        graph.add("c", giver, "x", 4)
-    graph.add("c", "g1", "elsewhere", outside)  # 12 inside of 15 (0.8) or 16 (0.75)
+        graph.add("c", giver, "x", 0, 4)
+    graph.add("c", "g1", "elsewhere", 0, outside)  # 12 inside of 15 (0.8) or 16 (0.75)
     assert list(graph.candidates()) == [("c", "x")]
     verdict = graph.verdict(("c", "x"))
     if flagged:
@@ -81,23 +81,23 @@ def test_insularity_threshold(outside: int, flagged: bool) -> None:
 def test_too_few_interactions_or_too_many_givers_are_no_candidates() -> None:
     graph = InteractionGraph(spec())
     for giver in ("g1", "g2", "g3"):
-        graph.add("c", giver, "x", 3)
-    graph.add("c", "g1", "x", 2)  # 11 received
+        graph.add("c", giver, "x", 0, 3)
+    graph.add("c", "g1", "x", 0, 2)  # 11 received
     assert graph.verdict(("c", "x")) is None
-    graph.add("c", "g2", "x")  # 12
+    graph.add("c", "g2", "x", 0)  # 12
     assert graph.verdict(("c", "x")) == (3, 1.0)
     for giver in ("g4", "g5"):
-        graph.add("c", giver, "x")
+        graph.add("c", giver, "x", 0)
     assert graph.verdict(("c", "x")) is not None  # five givers: still a small group
-    graph.add("c", "g6", "x")
+    graph.add("c", "g6", "x", 0)
     assert graph.verdict(("c", "x")) is None
     assert list(graph.candidates()) == []
 
 
 def test_graph_is_per_community() -> None:
     graph = InteractionGraph(spec())
-    graph.add("a", "g1", "x", 12)
-    graph.add("b", "g1", "y", 100)  # g1 gives much more elsewhere, but in another community
+    graph.add("a", "g1", "x", 0, 12)
+    graph.add("b", "g1", "y", 0, 100)  # g1 gives much more elsewhere, but in another community
     assert graph.verdict(("a", "x")) == (1, 1.0)
 
 
@@ -109,7 +109,7 @@ def test_graph_counts_are_order_independent() -> None:
     for order in (edges, edges[::-1]):
         graph = InteractionGraph(spec())
         for giver, receiver in order:
-            graph.add("c", giver, receiver)
+            graph.add("c", giver, receiver, 0)
         verdicts.append({m: graph.verdict(("c", m)) for m in "abcdefg"})
     assert verdicts[0] == verdicts[1]
 
