@@ -130,6 +130,17 @@ def register_views(hearth: Hearth) -> None:
         refused = check_access(access, header, settings.admin_token, settings.read_token)
         return None if refused is None else error(view, *refused)
 
+    def admin_member(
+        view: web.View, request: web.Request, community: str, member: str
+    ) -> web.Response | tuple[str, str]:
+        """The admin endpoints' gate: the admin token first, then valid ids."""
+        if (refused := denied(view, request, Access.ADMIN)) is not None:
+            return refused
+        try:
+            return member_params(community, member)
+        except BadRequest as exc:
+            return error(view, 400, str(exc))
+
     def body(value: Any) -> Any:
         return msgspec.to_builtins(value)
 
@@ -151,12 +162,10 @@ def register_views(hearth: Hearth) -> None:
             return self.json(body(score))
 
         async def delete(self, request: web.Request, community: str, member: str) -> web.Response:
-            if (refused := denied(self, request, Access.ADMIN)) is not None:
-                return refused
-            try:
-                community, member = member_params(community, member)
-            except BadRequest as exc:
-                return error(self, 400, str(exc))
+            checked = admin_member(self, request, community, member)
+            if not isinstance(checked, tuple):
+                return checked
+            community, member = checked
             await request_erasure(hearth, community, member)
             return self.json(
                 {"status": "accepted", "community": community, "member": member}, status=202
@@ -165,12 +174,10 @@ def register_views(hearth: Hearth) -> None:
     @app.page("/members/{community}/{member}/export")
     class ExportView(web.View):
         async def get(self, request: web.Request, community: str, member: str) -> web.Response:
-            if (refused := denied(self, request, Access.ADMIN)) is not None:
-                return refused
-            try:
-                community, member = member_params(community, member)
-            except BadRequest as exc:
-                return error(self, 400, str(exc))
+            checked = admin_member(self, request, community, member)
+            if not isinstance(checked, tuple):
+                return checked
+            community, member = checked
             export = await export_member(hearth.read_model, community, member)
             if export is None:
                 return error(self, 404, "nothing is stored about this member")
