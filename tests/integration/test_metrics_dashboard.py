@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 import subprocess
 import sys
 import time
@@ -53,26 +52,8 @@ GARBAGE = [b"not json", b'{"id": "x"}', b"\xff\xfe"]
 
 
 @pytest.fixture(scope="session")
-def prometheus_binary(services: None) -> str:
-    """Debian's prometheus, installed through deploy/services.sh when missing (fail, not skip)."""
-    path = shutil.which("prometheus")
-    if path is None:
-        run = subprocess.run(
-            ["bash", str(ROOT / "deploy" / "services.sh"), "up", "prometheus"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        path = shutil.which("prometheus")
-        if path is None:
-            pytest.fail(
-                f"prometheus is not installed and services.sh could not install it "
-                f"(exit {run.returncode}):\n{run.stderr[-3000:]}",
-                pytrace=False,
-            )
-    return path
+def prometheus_binary(services: None, prometheus_tool: Callable[[str], str]) -> str:
+    return prometheus_tool("prometheus")
 
 
 class Prometheus:

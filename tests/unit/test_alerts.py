@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +26,8 @@ REQUIRED_ALERTS = {
 
 
 @pytest.fixture(scope="session")
-def promtool() -> str:
-    """Debian's promtool (package prometheus), installed by deploy/services.sh when missing.
-
-    Fails, never skips: the alert tests are part of the suite on every machine.
-    """
-    path = shutil.which("promtool")
-    if path is None:
-        run = subprocess.run(
-            ["bash", str(ROOT / "deploy" / "services.sh"), "up", "prometheus"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        path = shutil.which("promtool")
-        if path is None:
-            pytest.fail(
-                "promtool is not installed and `deploy/services.sh up prometheus` did not "
-                f"install it (exit {run.returncode}):\n{run.stderr[-3000:]}",
-                pytrace=False,
-            )
-    return path
+def promtool(prometheus_tool: Callable[[str], str]) -> str:
+    return prometheus_tool("promtool")
 
 
 def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
