@@ -21,6 +21,7 @@ from agents.outbox import Outbox, Route
 from agents.read_model import ReadModel, write_leaderboards
 from agents.settings import Settings
 from agents.states import TableStates, table_key
+from agents.transport import RewindingTransport
 from scoring.engine import Engine, Outcome, stable_hash
 from scoring.policy import Policy, load_policy
 from scoring.records import MemberScore, ScoreChange
@@ -128,6 +129,7 @@ class Hearth:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
         )
+        self.app.transport = RewindingTransport(self.app.conf.broker_consumer, self.app)
         self.redis = aioredis.from_url(redis_url)
         self.read_model = ReadModel(self.redis, self.policy, settings.app_id, settings.partitions)
         self.decoder = EventDecoder(self.policy.rules, self.policy.spec.future_skew_seconds)
