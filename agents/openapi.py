@@ -174,6 +174,13 @@ def _schemas() -> dict[str, Any]:
                 "members": {"type": "integer"},
                 "watermark": {"type": "number", "nullable": True},
                 "store": {"type": "object"},
+                "collusion_graph": {
+                    "type": "object",
+                    "properties": {
+                        "edges": {"type": "integer"},
+                        "first_day": {"type": "integer", "nullable": True},
+                    },
+                },
             },
         ),
     }

@@ -222,6 +222,10 @@ def register_views(hearth: Hearth) -> None:
                     "members": len(store),
                     "watermark": hearth.watermark if hearth.watermark > 0 else None,
                     "store": vars(stats) if stats is not None else {},
+                    "collusion_graph": {
+                        "edges": hearth.engine.graph.edge_count(),
+                        "first_day": hearth.engine.graph.first_day,
+                    },
                 }
             )
 

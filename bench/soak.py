@@ -1,15 +1,17 @@
 """Soak: a steady offered load against one worker for a while, reporting throughput, lag and RSS.
 
 Usage: python bench/soak.py [--rate 500] [--minutes 10] [--members 20000]
-                            [--event-hours-per-second 2] [--out FILE]
+                            [--event-hours-per-second 6] [--out FILE]
 Needs the services of `make services-up`. Prints one line per sample and a summary; RSS must
 plateau (the summary compares the last third of the run with the middle third).
 
 A member's open days keep what late events still need (event ids, counterparts), so memory is
-bounded by days closing, not by minutes passing. The soak therefore runs in time-lapse: event
-time advances `--event-hours-per-second` hours per second of the run (2: ten minutes cover 50
-days, ending now) and the worker decays and closes days by event time. 0 sends live events
-(all in today's day, which never closes during the run).
+bounded by days closing, not by minutes passing, and the collusion graph holds one window
+(`collusion.window_days`, 90) of interactions. The soak therefore runs in time-lapse: event
+time advances `--event-hours-per-second` hours per second of the run (6: ten minutes cover 150
+days, ending now, so the last third runs past a full graph window) and the worker decays and
+closes days by event time. 0 sends live events (all in today's day, which never closes during
+the run).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--sample-seconds", type=float, default=10.0)
-    parser.add_argument("--event-hours-per-second", type=float, default=2.0)
+    parser.add_argument("--event-hours-per-second", type=float, default=6.0)
     parser.add_argument("--out", type=Path, default=ROOT / "build/bench/soak.json")
     args = parser.parse_args()
 
@@ -157,6 +159,7 @@ def main() -> None:
                 "events_per_second": round((consumed - previous[1]) / (now - previous[0]), 1),
                 "rss_mib": round(rss_bytes(worker.pid) / 2**20, 1),
                 "members": current["members"],
+                "graph_edges": current.get("collusion_graph", {}).get("edges"),
             }
             previous = (now, consumed)
             samples.append(sample)
@@ -180,6 +183,7 @@ def main() -> None:
         "max_lag": max((s["lag"] for s in samples), default=0),
         "rss_mib_middle_mean": round(sum(middle) / len(middle), 1),
         "rss_mib_last_mean": round(sum(last) / len(last), 1),
+        "rss_mib_last_third_growth": round(last[-1] - last[0], 1),
         "samples": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
