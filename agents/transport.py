@@ -22,25 +22,39 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, ConsumerT
 
 
-async def rewind_never_committed(
+def rewind_never_committed(
     consumer: AIOKafkaConsumer, committed: Mapping[TP, int | None], is_input: Callable[[str], bool]
 ) -> list[TopicPartition]:
-    """Seek input partitions whose committed offset is unset (or 0) to their first record."""
+    """Seek input partitions whose committed offset is unset (or 0) to offset 0.
+
+    A plain seek takes effect at once (an offset below the log start resets to the earliest,
+    as `auto_offset_reset` says), so no record is fetched from the old position in between.
+    """
     never = [
         TopicPartition(tp.topic, tp.partition)
         for tp, offset in committed.items()
         if not offset and is_input(tp.topic)
     ]
-    if never:
-        await consumer.seek_to_beginning(*never)
+    for tp in never:
+        consumer.seek(tp, 0)
     return never
+
+
+async def _seek_to_committed(
+    consumer: AIOKafkaConsumer, is_input: Callable[[str], bool]
+) -> Mapping[TP, int]:
+    committed: Mapping[TP, int] = await consumer.seek_to_committed()
+    rewind_never_committed(consumer, committed, is_input)
+    return committed
 
 
 class RewindingConsumerThread(driver.AIOKafkaConsumerThread):
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        committed: Mapping[TP, int] = await super().seek_to_committed()
+        # One call on the consumer's thread: both seeks happen before the fetcher runs again.
         is_input = self.consumer.app.topics.acks_enabled_for
-        await self.call_thread(rewind_never_committed, self._ensure_consumer(), committed, is_input)
+        committed: Mapping[TP, int] = await self.call_thread(
+            _seek_to_committed, self._ensure_consumer(), is_input
+        )
         return committed
 
 

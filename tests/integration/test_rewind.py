@@ -53,7 +53,7 @@ async def _scenario(bootstrap: str, prefix: str) -> dict[str, object]:
 
         committed = await consumer.seek_to_committed()
         after_plain_seek = await positions()
-        rewound = await rewind_never_committed(consumer, committed, lambda t: t == inputs)
+        rewound = rewind_never_committed(consumer, committed, lambda t: t == inputs)
         after_rewind = await positions()
         batch = await consumer.getmany(never, timeout_ms=5000)
         return {
