@@ -35,9 +35,18 @@ class BatchTooSmall(ValueError):
 
 
 class Outbox:
+    """Records waiting to leave, per topic partition, in the order they were added.
+
+    Per partition, a record never leaves after one added later, whichever path each takes: a
+    commit may drain the outbox into Faust's path while `send` is between two awaits, so the
+    records `send` has not queued yet stay visible (`_in_flight`) and are drained first.
+    The caller runs one `send` at a time and lets Faust's buffer empty before it.
+    """
+
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
         self._pending: dict[tuple[str, int], list[Record]] = {}
+        self._in_flight: dict[tuple[str, int], list[Record]] = {}
         self.failures = 0
 
     def route(self, topic: str, route: Route) -> None:
@@ -47,33 +56,46 @@ class Outbox:
         self._pending.setdefault((topic, partition), []).append((key, value))
 
     def __len__(self) -> int:
-        return sum(len(records) for records in self._pending.values())
+        return sum(len(records) for records in self._pending.values()) + sum(
+            len(records) for records in self._in_flight.values()
+        )
 
     def drain_to_faust(self) -> int:
         """Hand every waiting record to Faust's own send path (synchronous, keeps order)."""
-        pending, self._pending = self._pending, {}
-        for (topic, partition), records in pending.items():
-            send_one = self._routes[topic].send_one
-            for key, value in records:
-                send_one(partition, key, value)
-        return sum(len(records) for records in pending.values())
+        drained = 0
+        for waiting in self._take_all():
+            for (topic, partition), records in waiting.items():
+                send_one = self._routes[topic].send_one
+                for key, value in records:
+                    send_one(partition, key, value)
+                drained += len(records)
+        return drained
+
+    def _take_all(self) -> tuple[dict[tuple[str, int], list[Record]], ...]:
+        older, self._in_flight = self._in_flight, {}
+        newer, self._pending = self._pending, {}
+        return older, newer
 
     async def send(self, producer: Any) -> int:
         """Queue every waiting record on the aiokafka producer, one batch per partition."""
-        pending, self._pending = self._pending, {}
+        self._in_flight, self._pending = self._pending, {}
         sent = 0
-        for (topic, partition), records in pending.items():
+        while self._in_flight:
+            (topic, partition), records = next(iter(self._in_flight.items()))
             batch = producer.create_batch()
-            count = 0
+            taken = 0
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    await self._submit(producer, batch, topic, partition)
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise BatchTooSmall(f"a record for {topic} does not fit a batch")
-                count += 1
+                    break
+                taken += 1
+            if not taken:
+                raise BatchTooSmall(f"a record for {topic} does not fit a batch")
+            # Out of the in-flight list before the await: a drain meanwhile cannot send it too.
+            del records[:taken]
+            if not records:
+                del self._in_flight[(topic, partition)]
             await self._submit(producer, batch, topic, partition)
-            sent += count
+            sent += taken
         return sent
 
     async def _submit(self, producer: Any, batch: Any, topic: str, partition: int) -> None:

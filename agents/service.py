@@ -167,6 +167,7 @@ class Hearth:
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
         self.outbox = Outbox()
+        self._outbox_lock = asyncio.Lock()
         self.states = TableStates(
             self.table, self.partition_of, self.outbox, settings.state_cache_size
         )
@@ -465,13 +466,15 @@ class Hearth:
             self.outbox.route(topic.get_topic_name(), Route(_send_soon(topic)))
 
     async def _send_outbox(self) -> None:
-        if not len(self.outbox):
-            return
-        # Records Faust still buffers (a commit drained the outbox into it) go first, so a
+        # One send at a time (the flush timer and the store's writes both call this), and
+        # records Faust still buffers (a commit drained the outbox into it) go first, so a
         # partition never receives an older state after a newer one.
-        producer: Any = self.app.producer
-        await producer.buffer.flush()
-        await self.outbox.send(producer._ensure_producer())
+        async with self._outbox_lock:
+            if not len(self.outbox):
+                return
+            producer: Any = self.app.producer
+            await producer.buffer.flush()
+            await self.outbox.send(producer._ensure_producer())
 
     def _clock(self) -> float:
         return time.time() if self.settings.decay_clock == "wall" else self.watermark
