@@ -19,6 +19,7 @@ from agents.commands import Edge, MemberCommand, command_decoder, command_encode
 from agents.metrics import HearthMetrics
 from agents.outbox import Outbox, Route
 from agents.read_model import ReadModel, write_leaderboards
+from agents.recent_ids import RecentIds
 from agents.settings import Settings
 from agents.states import TableStates, table_key
 from agents.transport import RewindingTransport
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 BATCH_SIZE = 500
 BATCH_WITHIN_SECONDS = 0.05
+# Edge ids the graph task remembers to drop an edge sent again (a worker re-reads only what it
+# had not committed: seconds of processing, far below this many events).
+EDGE_IDS_REMEMBERED = 100_000
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -506,10 +510,8 @@ class Hearth:
         await consumer.start()
         graph = self.engine.graph
         flagged: dict[MemberKey, tuple[int, float]] = {}
-        # Edge ids per event-time day, to ignore edges sent again after a crash; a redelivered
-        # event is recent, so days well behind the newest are dropped (memory stays bounded).
-        seen: dict[int, set[str]] = {}
-        keep_days = self.policy.spec.late_days + 2
+        # Edges sent again after a crash or a rebalance are ignored (by event id).
+        seen = RecentIds(EDGE_IDS_REMEMBERED)
         day: int | None = None
         try:
             while not self.app.should_stop:
@@ -519,16 +521,12 @@ class Hearth:
                 ]
                 for edge in sorted(edges, key=lambda e: e.t):
                     edge_day = int(edge.t // 86400)
-                    ids = seen.setdefault(edge_day, set())
-                    if edge.id in ids:
+                    if not seen.add(edge.id):
                         continue
-                    ids.add(edge.id)
                     if day is not None and edge_day > day:
                         await self._send_verdicts(flagged, (day + 1) * 86400.0)
                     day = edge_day if day is None else max(day, edge_day)
                     graph.add(edge.community, edge.giver, edge.receiver, edge_day)
-                for old in [d for d in seen if day is not None and d < day - keep_days]:
-                    del seen[old]
                 if not edges and day is not None:
                     await self._send_verdicts(flagged, self.watermark)
         finally:
