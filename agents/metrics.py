@@ -153,6 +153,12 @@ class HearthMetrics:
             ["reason"],
             registry=r,
         )
+        self.stall_rereads = Counter(
+            "hearth_stall_rereads",
+            "Times the worker re-read its inputs from their committed offsets: records were "
+            "waiting past them and nothing was processed for HEARTH_STALL_SECONDS.",
+            registry=r,
+        )
         self.members = Gauge(
             "hearth_members_tracked",
             "Member states held by this worker (members of the partitions it owns).",

@@ -21,6 +21,7 @@ from agents.outbox import Outbox, Route
 from agents.read_model import ReadModel, write_leaderboards
 from agents.recent_ids import RecentIds
 from agents.settings import Settings
+from agents.stall import StallClock, lagging
 from agents.states import TableStates, table_key
 from agents.transport import RewindingTransport
 from scoring.engine import Engine, Outcome, stable_hash
@@ -30,7 +31,7 @@ from scoring.runner import Runner
 from scoring.state import ACTOR, TARGET, MemberKey
 from stream.codec import DeadLetter, EventDecoder, Reason
 from stream.contract import ActivityEvent
-from stream.topics import TopicNames
+from stream.topics import TopicNames, group_offsets
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -170,6 +171,8 @@ class Hearth:
         )
         self._partition_cache: dict[bytes, int] = {}
         self._local: set[int] = set()
+        self.processed = 0  # input messages handled, activity and credits
+        self.stall_clock = StallClock(settings.stall_seconds)
         self.outbox = Outbox()
         self._outbox_lock = asyncio.Lock()
         self.states = TableStates(
@@ -207,6 +210,7 @@ class Hearth:
         app.timer(settings.flush_interval_seconds)(self._publish_dirty_guarded)
         app.timer(settings.decay_tick_seconds)(self._decay_tick)
         app.task(self._graph_loop)
+        app.timer(max(1.0, settings.stall_seconds / 3))(self._watch_stalls)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         self.metrics = HearthMetrics(self.policy).bind(self)
@@ -217,6 +221,7 @@ class Hearth:
         # Batches amortise Faust's per-message overhead; events still apply one by one in order.
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
             for event in events:
+                self.processed += 1
                 started = time.perf_counter()
                 if event.message.topic == self.topics.credits:
                     await self._member_command(event)
@@ -546,6 +551,38 @@ class Hearth:
                     )
         flagged.clear()
         flagged.update(current)
+
+    async def _watch_stalls(self) -> None:
+        """Re-read the inputs from their committed offsets when they lag and nothing moves."""
+        if not self.joined or self.app.rebalancing:
+            return
+        if not self.stall_clock.due(self.processed, time.monotonic()):
+            return
+        consumer: Any = self.app.consumer
+        inputs = [
+            tp
+            for tp in consumer.assignment()
+            if tp.topic in (self.topics.activity, self.topics.credits)
+        ]
+        if not inputs:
+            return
+        committed = await group_offsets(
+            self.settings.kafka.bootstrap,
+            self.settings.app_id,
+            security=self.settings.kafka.security(),
+        )
+        stuck = lagging(
+            {(tp.topic, tp.partition): consumer.highwater(tp) for tp in inputs}, committed
+        )
+        if stuck:
+            log.warning(
+                "%d input partitions have records past their committed offsets and nothing was "
+                "processed for %.0f s: re-reading from the committed offsets",
+                len(stuck),
+                self.settings.stall_seconds,
+            )
+            self.metrics.stall_rereads.inc()
+            await consumer.perform_seek()
 
     # -- rebalancing -----------------------------------------------------------------------
 

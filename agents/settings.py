@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     decay_tick_seconds: float = Field(default=1.0, gt=0)
     salt: int = Field(default=0, ge=0, description="seed of the counterpart/id hashes")
     state_cache_size: int = Field(default=25_000, ge=100, description="decoded states kept")
+    stall_seconds: float = Field(
+        default=30.0, gt=0, description="re-read lagging inputs after this long without progress"
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token of the admin endpoints (unset: they answer 403)"
     )

@@ -173,3 +173,16 @@ async def _check_partitions(admin: Any, specs: list[TopicSpec]) -> None:
                 actual,
                 spec.partitions,
             )
+
+
+async def group_offsets(
+    bootstrap: str, group: str, *, security: KafkaSecurity | None = None
+) -> dict[tuple[str, int], int]:
+    """The offsets `group` has committed, by (topic, partition)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security_kwargs(security))
+    try:
+        await admin.start()
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
