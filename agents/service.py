@@ -12,6 +12,7 @@ import faust
 import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from redis.exceptions import RedisError
 
@@ -566,11 +567,15 @@ class Hearth:
         ]
         if not inputs:
             return
-        committed = await group_offsets(
-            self.settings.kafka.bootstrap,
-            self.settings.app_id,
-            security=self.settings.kafka.security(),
-        )
+        try:
+            committed = await group_offsets(
+                self.settings.kafka.bootstrap,
+                self.settings.app_id,
+                security=self.settings.kafka.security(),
+            )
+        except (KafkaError, OSError) as exc:  # the broker away: nothing to re-read from now
+            log.info("stall check skipped: %s", type(exc).__name__)
+            return
         stuck = lagging(
             {(tp.topic, tp.partition): consumer.highwater(tp) for tp in inputs}, committed
         )
