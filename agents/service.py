@@ -581,9 +581,9 @@ class Hearth:
         )
         if stuck:
             log.warning(
-                "%d input partitions have records past their committed offsets and nothing was "
+                "input partitions %s have records past their committed offsets and nothing was "
                 "processed for %.0f s: re-reading from the committed offsets",
-                len(stuck),
+                sorted(stuck),
                 self.settings.stall_seconds,
             )
             self.metrics.stall_rereads.inc()
