@@ -155,8 +155,9 @@ def activity_total(bootstrap: str, worker: Worker) -> int:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="intermittent (seen 1 run in 3 CI runs): a restarted worker logs 'Worker ready' after "
-    "joining and never fetches (the same Faust #629-like stall as the rebalance test)",
+    reason="intermittent (1 run in 16, session 3): after three crashes one member's help was 4e-4 "
+    "above the replay's (an extra small credit); cause not found (the replay applied every credit; "
+    "Kafka-level delivery and acks were complete in the traced run)",
 )
 def test_sigkill_three_times_mid_stream(
     fault_log: FaultLog, make_worker: Callable[..., Worker], kafka_bootstrap: str
@@ -362,11 +363,6 @@ def test_broker_stopped_for_ten_seconds_mid_stream(
 # -- d. a second worker joins, the first leaves ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent (about 1 run in 5): after a second rebalance a second after the first, "
-    "the worker logs 'Worker ready' for its new partitions and never fetches (Faust #629-like)",
-)
 def test_rebalance_both_ways_mid_stream(
     fault_log: FaultLog,
     make_worker: Callable[..., Worker],
