@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 BATCH_SIZE = 500
 BATCH_WITHIN_SECONDS = 0.05
-# Edge ids the graph task remembers to drop an edge sent again (a worker re-reads only what it
-# had not committed: seconds of processing, far below this many events).
-EDGE_IDS_REMEMBERED = 100_000
+# Edge ids the graph task remembers to drop an edge sent again. A worker re-reads only what it
+# had not committed: about one commit interval (2.8 s) of processing, a few thousand events.
+EDGE_IDS_REMEMBERED = 50_000
 
 
 def _broker_credentials(settings: Settings) -> Any:
