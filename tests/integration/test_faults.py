@@ -153,12 +153,6 @@ def activity_total(bootstrap: str, worker: Worker) -> int:
 # -- a. SIGKILL ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent (1 run in 16, session 3): after three crashes one member's help was 4e-4 "
-    "above the replay's (an extra small credit); cause not found (the replay applied every credit; "
-    "Kafka-level delivery and acks were complete in the traced run)",
-)
 def test_sigkill_three_times_mid_stream(
     fault_log: FaultLog, make_worker: Callable[..., Worker], kafka_bootstrap: str
 ) -> None:
