@@ -26,6 +26,12 @@ class DecaySchedule:
             return
         self._due[key] = due
         heapq.heappush(self._heap, (due, key))
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            # Superseded entries wait in the heap until their time; a member rescheduled on
+            # every event would otherwise grow it by one entry per event for as long as the
+            # drops lie ahead (weeks of wall time for a live worker).
+            self._heap = [(d, k) for k, d in self._due.items()]
+            heapq.heapify(self._heap)
 
     def pop_due(self, now: float) -> list[tuple[float, MemberKey]]:
         """Entries due at or before `now`, in time order, each member at most once."""
