@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_SECONDS = 0.2
 
 
+def table_prefix(app_id: str, table: str = "members") -> str:
+    """The prefix of every Redis key the store writes for one table."""
+    return f"hearth:table:{app_id}:{table}"
+
+
 def table_data_key(app_id: str, partition: int, table: str = "members") -> str:
     """The Redis hash in which the store keeps one table partition (the API reads it too)."""
-    return f"hearth:table:{app_id}:{table}:p{partition}"
+    return f"{table_prefix(app_id, table)}:p{partition}"
 
 
 OWNER_CHECK_SECONDS = 1.0
@@ -69,10 +74,10 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         self.stats = FlushStats()
         # Hands over records the service holds back, before states are written (see flush).
         self.before_write: Callable[[], Awaitable[None]] | None = None
-        prefix = f"hearth:table:{app.conf.id}:{self.table_name}"
+        prefix = table_prefix(app.conf.id, self.table_name)
         self._offsets_key = f"{prefix}:offsets"
-        self._app_id = app.conf.id
         self._owner_key = prefix + ":owner:{}"
+        self._app_id = app.conf.id
 
     # Faust logs a service's label at every start and stop: without this, the Redis password.
     @property
@@ -81,6 +86,10 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
 
     def _repr_info(self) -> str:
         return f"table_name={self.table_name} url={self.url.with_password(None)}"
+
+    def data_key(self, partition: int) -> str:
+        """The Redis hash holding this table's `partition`."""
+        return table_data_key(self._app_id, partition, self.table_name)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -215,7 +224,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
         if offset is None:
             return  # nothing in Redis: Faust recovery replays the changelog
         loaded = 0
-        data_key = table_data_key(self._app_id, partition, self.table_name)
+        data_key = self.data_key(partition)
         async for key, value in client.hscan_iter(data_key, count=2000):
             self._data[key] = value
             self._partition_of[key] = partition
@@ -285,7 +294,7 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
 
     async def _write(self, partition: int, dirty: dict[bytes, bytes | None]) -> int:
         owner_key = self._owner_key.format(partition)
-        data_key = table_data_key(self._app_id, partition, self.table_name)
+        data_key = self.data_key(partition)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(owner_key)
             token = self._tokens.get(partition)

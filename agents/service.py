@@ -560,11 +560,9 @@ class Hearth:
         if not self.stall_clock.due(self.processed, time.monotonic()):
             return
         consumer: Any = self.app.consumer
-        inputs = [
-            tp
-            for tp in consumer.assignment()
-            if tp.topic in (self.topics.activity, self.topics.credits)
-        ]
+        # The topics whose records `processed` counts (the transport rewinds every agent topic).
+        scored = (self.topics.activity, self.topics.credits)
+        inputs = [tp for tp in consumer.assignment() if tp.topic in scored]
         if not inputs:
             return
         try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,11 +114,7 @@ async def ensure_topics(
     are; a partition count different from the spec is logged as a warning, never changed.
     """
     wanted = {spec.name: spec for spec in specs}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, **security_kwargs(security)
-    )
-    try:
-        await admin.start()
+    async with admin_client(bootstrap, security, timeout_ms) as admin:
         existing = set(await admin.list_topics()) & wanted.keys()
         created = await _create(
             admin, [wanted[n] for n in wanted if n not in existing], timeout_ms, replication_factor
@@ -125,9 +122,22 @@ async def ensure_topics(
         # Only describe topics known to exist: describing a missing one through a metadata
         # request lets a broker with auto.create.topics.enable create it with default settings.
         await _check_partitions(admin, [wanted[n] for n in wanted if n not in created])
+    return created
+
+
+@asynccontextmanager
+async def admin_client(
+    bootstrap: str, security: KafkaSecurity | None = None, timeout_ms: int = 30_000
+) -> AsyncIterator[Any]:
+    """A started Kafka admin client, closed on exit."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, **security_kwargs(security)
+    )
+    try:
+        await admin.start()
+        yield admin
     finally:
         await admin.close()
-    return created
 
 
 async def _create(
@@ -179,10 +189,6 @@ async def group_offsets(
     bootstrap: str, group: str, *, security: KafkaSecurity | None = None
 ) -> dict[tuple[str, int], int]:
     """The offsets `group` has committed, by (topic, partition)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security_kwargs(security))
-    try:
-        await admin.start()
+    async with admin_client(bootstrap, security) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}

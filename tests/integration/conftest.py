@@ -12,8 +12,9 @@ from uuid import uuid4
 
 import pytest
 import redis
-from aiokafka.admin import AIOKafkaAdminClient
 from worker import Worker
+
+from stream.topics import admin_client
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -38,23 +39,15 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 async def _kafka_topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
+    async with admin_client(bootstrap, timeout_ms=10_000) as admin:
         return list(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
+    async with admin_client(bootstrap, timeout_ms=10_000) as admin:
         topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
         if topics:
             await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,11 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from scoring.records import MemberScore, ScoreChange
 from stream.publisher import publish, read_jsonl
 from stream.synthetic import DEFAULT_COUNTS, generate_community, write_jsonl
+from stream.topics import admin_client, group_offsets
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -259,12 +259,8 @@ class Worker:
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap, timeout_ms=10_000) as admin:
         (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     if described["error_code"] != 0:
         raise AssertionError(f"cannot describe topic {topic}: {described}")
     return sorted(p["partition"] for p in described["partitions"])
@@ -311,17 +307,11 @@ async def read_topic(bootstrap: str, topic: str, seconds: float = 30.0) -> list[
 
 async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Messages of `topics` that consumer group `group` has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
+    committed = await group_offsets(bootstrap, group)
     lag = 0
     for topic in topics:
         for partition, end in (await end_offsets(bootstrap, topic)).items():
-            meta = committed.get(TopicPartition(topic, partition))
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            done = max(0, committed.get((topic, partition), 0))
             lag += max(0, end - done)
     return lag
 
@@ -487,17 +477,11 @@ class PacedPublisher:
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """Partition -> the group's committed offset on `topic` (0 where nothing is committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    out = {}
-    for partition in await partitions_of(bootstrap, topic):
-        meta = committed.get(TopicPartition(topic, partition))
-        out[partition] = meta.offset if meta is not None and meta.offset >= 0 else 0
-    return out
+    committed = await group_offsets(bootstrap, group)
+    return {
+        partition: max(0, committed.get((topic, partition), 0))
+        for partition in await partitions_of(bootstrap, topic)
+    }
 
 
 def wait_worker_ready(worker: Worker, timeout: float = 90.0) -> None:

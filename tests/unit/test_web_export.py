@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agents.erasure import state_dict
-from agents.redis_store import table_data_key
 from agents.service import Hearth
 from agents.settings import Settings
 from scoring.engine import Engine
@@ -74,6 +73,6 @@ def test_export_reads_the_hash_the_table_store_writes(tmp_path: Path) -> None:
         redis_hash, field = hearth.read_model.data_key("forum", "someone")
         assert field == raw_key
         partition = hearth.partition_of(raw_key)
-        assert redis_hash == table_data_key(store._app_id, partition, store.table_name)
+        assert redis_hash == store.data_key(partition)
     finally:
         asyncio.run(hearth.redis.aclose())
