@@ -164,6 +164,11 @@ class HearthMetrics:
             "Member states held by this worker (members of the partitions it owns).",
             registry=r,
         )
+        self.state_bytes = Gauge(
+            "hearth_member_state_bytes",
+            "Bytes of encoded member state this worker holds in memory (its table partitions).",
+            registry=r,
+        )
         self.tier_members = Gauge(
             "hearth_tier_members",
             "Members of this worker's partitions per tier, as last evaluated.",
@@ -321,6 +326,9 @@ class HearthMetrics:
             self.tier_members.labels(tier).set(count)
         self.automation.set(automation)
         self.collusion.set(collusion)
+        store: Any = hearth.table.data
+        if hasattr(store, "bytes_held"):
+            self.state_bytes.set(store.bytes_held())
 
 
 class _ObservedFlushStats(FlushStats):

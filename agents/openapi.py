@@ -172,6 +172,7 @@ def _schemas() -> dict[str, Any]:
                 "skipped_offsets": {"type": "integer"},
                 "erasures": {"type": "integer"},
                 "members": {"type": "integer"},
+                "state_bytes": {"type": "integer", "nullable": True},
                 "watermark": {"type": "number", "nullable": True},
                 "store": {"type": "object"},
                 "collusion_graph": {

@@ -139,6 +139,10 @@ class RedisStore(base.SerializedStore[bytes, bytes]):
     def _size(self) -> int:
         return len(self._data)
 
+    def bytes_held(self) -> int:
+        """Bytes of encoded values held in memory (the table's own footprint, keys excluded)."""
+        return sum(map(len, self._data.values()))
+
     def _contains(self, key: bytes) -> bool:
         return key in self._data
 

@@ -159,6 +159,7 @@ def main() -> None:
                 "events_per_second": round((consumed - previous[1]) / (now - previous[0]), 1),
                 "rss_mib": round(rss_bytes(worker.pid) / 2**20, 1),
                 "members": current["members"],
+                "state_mib": round((current.get("state_bytes") or 0) / 2**20, 2),
                 "graph_edges": current.get("collusion_graph", {}).get("edges"),
             }
             previous = (now, consumed)
@@ -184,6 +185,11 @@ def main() -> None:
         "rss_mib_middle_mean": round(sum(middle) / len(middle), 1),
         "rss_mib_last_mean": round(sum(last) / len(last), 1),
         "rss_mib_last_third_growth": round(last[-1] - last[0], 1),
+        "state_mib_last_third_growth": round(
+            samples[-1]["state_mib"] - samples[2 * third]["state_mib"], 2
+        )
+        if samples
+        else 0.0,
         "samples": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -259,6 +259,7 @@ def test_metrics_endpoint_matches_the_worker_counters(
     }
     assert credits == expected_credits
     assert _total(samples, "hearth_members_tracked") == stats["members"]
+    assert stats["state_bytes"] >= 20 * stats["members"] > 0
     assert tiers == stats["members"], "tier gauges do not cover every member"
     topic = f"{worker.topic_prefix}activity"
     processed = _total(samples, "hearth_event_processing_seconds_count", topic=topic)
