@@ -327,8 +327,7 @@ class HearthMetrics:
         self.automation.set(automation)
         self.collusion.set(collusion)
         store: Any = hearth.table.data
-        if hasattr(store, "bytes_held"):
-            self.state_bytes.set(store.bytes_held())
+        self.state_bytes.set(store.bytes_held())
 
 
 class _ObservedFlushStats(FlushStats):

@@ -172,7 +172,7 @@ def _schemas() -> dict[str, Any]:
                 "skipped_offsets": {"type": "integer"},
                 "erasures": {"type": "integer"},
                 "members": {"type": "integer"},
-                "state_bytes": {"type": "integer", "nullable": True},
+                "state_bytes": {"type": "integer"},
                 "watermark": {"type": "number", "nullable": True},
                 "store": {"type": "object"},
                 "collusion_graph": {

@@ -209,7 +209,7 @@ def register_views(hearth: Hearth) -> None:
 
         async def get(self, request: web.Request) -> web.Response:
             counters = hearth.counters
-            store = hearth.table.data
+            store: Any = hearth.table.data
             stats = getattr(store, "stats", None)
             return self.json(
                 {
@@ -220,7 +220,7 @@ def register_views(hearth: Hearth) -> None:
                     "skipped_offsets": counters.skipped_offsets,
                     "erasures": erasures_of(hearth).count,
                     "members": len(store),
-                    "state_bytes": store.bytes_held() if hasattr(store, "bytes_held") else None,
+                    "state_bytes": store.bytes_held(),
                     "watermark": hearth.watermark if hearth.watermark > 0 else None,
                     "store": vars(stats) if stats is not None else {},
                     "collusion_graph": {

@@ -40,6 +40,9 @@ class FakeStore(dict[bytes, bytes]):
         super().__init__()
         self.stats = FlushStats()
 
+    def bytes_held(self) -> int:
+        return sum(map(len, self.values()))
+
 
 def fake_hearth(policy: Policy) -> Any:
     timers: list[tuple[float, Any]] = []
@@ -252,10 +255,11 @@ def test_members_tiers_and_flags(bound: tuple[HearthMetrics, Any], default_polic
         state = MemberState(landmark=0.0)
         state.tier, state.automation, state.collusion = tier, automation, collusion
         hearth.states[("c", f"m{i}")] = state
-        hearth.table.data[f"c/m{i}".encode()] = b""
+        hearth.table.data[f"c/m{i}".encode()] = f"state-{i}".encode()
     hearth.watermark = 1_700_000_000.0
     refresh(metrics)
     assert value(metrics, "hearth_members_tracked") == 4
+    assert value(metrics, "hearth_member_state_bytes") == 4 * len(b"state-0")
     assert value(metrics, "hearth_tier_members", tier=tiers[0]) == 2
     assert value(metrics, "hearth_tier_members", tier=tiers[1]) == 0
     assert value(metrics, "hearth_tier_members", tier=tiers[2]) == 1
